@@ -1,0 +1,347 @@
+"""virtkit: the command line. virsh's verbs, as users type them.
+
+Thin: parse, call the client, render. Imports stay lazy so a call like
+``virtkit list --all`` pays only for the stdlib HTTP client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from virtkit.errors import ConfigError, VirtkitError, exit_code
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Handler]] = {}
+
+
+def command(name: str, help_: str, *aliases: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in (name, *aliases):
+            COMMANDS[n] = (help_, fn)
+        return fn
+
+    return deco
+
+
+def args(*specs: tuple[tuple[str, ...], dict[str, Any]]) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        def setup(p: argparse.ArgumentParser) -> None:
+            for flags, kw in specs:
+                p.add_argument(*flags, **kw)
+
+        fn._setup = setup  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def a(*flags: str, **kw: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return flags, kw
+
+
+DOMAIN = a("domain", help="domain name")
+
+
+def client(ns: argparse.Namespace) -> Any:
+    from virtkit.client.client import Client
+
+    return Client(ns.connect)
+
+
+def say(msg: str) -> None:
+    sys.stdout.write(msg + "\n")
+
+
+def warn(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+
+
+# -- domain lifecycle ---------------------------------------------------------------------------
+
+
+@args(a("file", help="domain file (YAML or JSON; '-' for stdin)"))
+@command("define", "define a domain from a file")
+def cmd_define(ns: argparse.Namespace) -> int:
+    if ns.file == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            with open(ns.file, encoding="utf-8") as f:
+                text = f.read(1 << 20 + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {ns.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{ns.file} is not a text file (YAML or JSON expected)") from None
+        source = ns.file
+    if text.lstrip().startswith("<"):
+        raise ConfigError(
+            f"{source} looks like libvirt XML; XML import is not supported yet, write the "
+            "domain in virtkit's YAML format (see examples/tiny.yaml)"
+        )
+    d = client(ns).define_text(text, os.path.basename(source))
+    say(f"Domain '{d['name']}' defined from {ns.file}")
+    return 0
+
+
+@args(DOMAIN, a("--console", action="store_true", help="attach to the serial console"),
+      a("--force-console", action="store_true", help=argparse.SUPPRESS))  # fmt: skip
+@command("start", "start a (defined) domain")
+def cmd_start(ns: argparse.Namespace) -> int:
+    c = client(ns)
+    d = c.action(ns.domain, "start")
+    if d.get("warning"):
+        warn(d["warning"])
+    say(f"Domain '{ns.domain}' started")
+    if ns.console:
+        return _console(c, ns.domain, False)
+    return 0
+
+
+@args(DOMAIN, a("--wait", nargs="?", const=300.0, type=float, default=0.0, metavar="SECONDS",
+                help="wait until the domain is off (default up to 300 s)"),
+      a("--mode", default="acpi", choices=["acpi"], help="shutdown method"))  # fmt: skip
+@command("shutdown", "gracefully shut down a domain (ACPI power button)")
+def cmd_shutdown(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "shutdown", wait_s=ns.wait or None)
+    say(f"Domain '{ns.domain}' {'is shut off' if ns.wait else 'is being shutdown'}")
+    return 0
+
+
+@args(DOMAIN)
+@command("reboot", "reboot a domain (the guest is asked, like the power button)")
+def cmd_reboot(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "reboot")
+    say(f"Domain '{ns.domain}' is being rebooted")
+    return 0
+
+
+@args(DOMAIN)
+@command("reset", "reset a domain as if its reset button were pressed")
+def cmd_reset(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "reset")
+    say(f"Domain '{ns.domain}' was reset")
+    return 0
+
+
+@args(DOMAIN, a("--graceful", action="store_true",
+                help="only SIGTERM; fail instead of killing if QEMU does not exit"))  # fmt: skip
+@command("destroy", "stop a domain at once (hard power off)")
+def cmd_destroy(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "destroy", graceful=ns.graceful or None)
+    say(f"Domain '{ns.domain}' destroyed")
+    return 0
+
+
+@args(DOMAIN)
+@command("suspend", "pause a running domain")
+def cmd_suspend(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "suspend")
+    say(f"Domain '{ns.domain}' suspended")
+    return 0
+
+
+@args(DOMAIN)
+@command("resume", "resume a paused domain")
+def cmd_resume(ns: argparse.Namespace) -> int:
+    client(ns).action(ns.domain, "resume")
+    say(f"Domain '{ns.domain}' resumed")
+    return 0
+
+
+@args(DOMAIN)
+@command("undefine", "remove a domain's definition")
+def cmd_undefine(ns: argparse.Namespace) -> int:
+    client(ns).undefine(ns.domain)
+    say(f"Domain '{ns.domain}' has been undefined")
+    return 0
+
+
+@args(DOMAIN, a("--disable", action="store_true", help="do not start it with the daemon"))
+@command("autostart", "start a domain when the daemon starts")
+def cmd_autostart(ns: argparse.Namespace) -> int:
+    client(ns).autostart(ns.domain, not ns.disable)
+    say(f"Domain '{ns.domain}' {'unmarked' if ns.disable else 'marked'} as autostarted")
+    return 0
+
+
+# -- views --------------------------------------------------------------------------------------
+
+
+@args(a("--all", action="store_true", help="include inactive domains"),
+      a("--inactive", action="store_true", help="only inactive domains"),
+      a("--name", action="store_true", help="print only names"),
+      a("--uuid", action="store_true", help="print only UUIDs"))  # fmt: skip
+@command("list", "list domains")
+def cmd_list(ns: argparse.Namespace) -> int:
+    from virtkit.cli.render import domain_table
+
+    rows = client(ns).list(ns.all or ns.inactive)
+    if ns.inactive:
+        rows = [r for r in rows if r["id"] is None]
+    if ns.name or ns.uuid:
+        for r in rows:
+            say(r["name"] if ns.name else r["uuid"])
+        return 0
+    sys.stdout.write(domain_table(rows))
+    return 0
+
+
+@args(DOMAIN)
+@command("dominfo", "show domain information")
+def cmd_dominfo(ns: argparse.Namespace) -> int:
+    from virtkit.cli.render import dominfo
+
+    sys.stdout.write(dominfo(client(ns).info(ns.domain)))
+    return 0
+
+
+@args(DOMAIN, a("--reason", action="store_true", help="also say why"))
+@command("domstate", "show a domain's state")
+def cmd_domstate(ns: argparse.Namespace) -> int:
+    d = client(ns).info(ns.domain)
+    say(f"{d['state']} ({d['reason']})" if ns.reason else d["state"])
+    return 0
+
+
+@args(DOMAIN, a("--json", action="store_true"))
+@command("dumpconfig", "print a domain's definition in virtkit's format")
+def cmd_dumpconfig(ns: argparse.Namespace) -> int:
+    import json
+
+    cfg = client(ns).config(ns.domain)
+    if ns.json:
+        say(json.dumps(cfg, indent=2))
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
+    return 0
+
+
+@args(a("--domain", help="only this domain"), a("--loop", action="store_true",
+      help="keep waiting for new events"), a("--timestamp", action="store_true"),
+      a("--after", type=int, default=None, help="events after this sequence number"),
+      a("--all", action="store_true", help="print the stored history, not only new events"))  # fmt: skip
+@command("event", "show domain events")
+def cmd_event(ns: argparse.Namespace) -> int:
+    import time
+
+    c = client(ns)
+    after = ns.after
+    if after is None:
+        after = 0 if ns.all or not ns.loop else _last_seq(c)
+    while True:
+        evs = c.events(after, ns.domain, wait_s=30.0 if ns.loop else 0.0)
+        for e in evs:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(e["ts"])) if ns.timestamp else ""
+            say(f"{stamp}event #{e['seq']} '{e['type']}' for domain '{e['domain']}': {e['detail']}")
+            after = e["seq"]
+        sys.stdout.flush()
+        if not ns.loop and not evs:
+            return 0
+        if not ns.loop and len(evs) < 1000:
+            return 0
+
+
+def _last_seq(c: Any) -> int:
+    seq = 0
+    while True:
+        evs = c.events(seq)
+        if not evs:
+            return seq
+        seq = evs[-1]["seq"]
+
+
+# -- console ------------------------------------------------------------------------------------
+
+
+def _console(c: Any, name: str, force: bool) -> int:
+    from virtkit.client import console
+
+    ws = console.connect(c.socket_path, name, force)
+    return console.run(ws, name)
+
+
+@args(DOMAIN, a("--force", action="store_true", help="take the console over from another client"))
+@command("console", "connect to a domain's serial console (Ctrl+] leaves)")
+def cmd_console(ns: argparse.Namespace) -> int:
+    return _console(client(ns), ns.domain, ns.force)
+
+
+# -- host and daemon ----------------------------------------------------------------------------
+
+
+@args(a("--reprobe", action="store_true", help="boot the KVM probe guest again (ignore the cache)"),
+      a("--no-probe", action="store_true", help="skip the KVM boot probe"))  # fmt: skip
+@command("host-validate", "check the host for virtualization support (and prove KVM boots)")
+def cmd_host_validate(ns: argparse.Namespace) -> int:
+    from virtkit.cli.hostcheck import host_validate
+
+    return host_validate(reprobe=ns.reprobe, probe=not ns.no_probe)
+
+
+@command("version", "show client and daemon versions")
+def cmd_version(ns: argparse.Namespace) -> int:
+    import virtkit
+
+    say(f"Compiled against library: virtkit {virtkit.__version__}")
+    v = client(ns).version()
+    say(f"Running against daemon: virtkit {v['version']} ({v['mode']} mode, state {v['state_dir']})")
+    return 0
+
+
+@args(a("--mode", choices=["system", "session"], default=None),
+      a("--log-stderr", action="store_true"))  # fmt: skip
+@command("daemon", "run the virtkit daemon in the foreground (same as virtkitd)")
+def cmd_daemon(ns: argparse.Namespace) -> int:
+    from virtkit.daemon.main import main as daemon_main
+
+    argv = (["--mode", ns.mode] if ns.mode else []) + (["--log-stderr"] if ns.log_stderr else [])
+    return daemon_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="virtkit",
+        description="virtkit: KVM virtual machines with virsh's words",
+    )
+    p.add_argument("-c", "--connect", default=None, metavar="URI",
+                   help="virtkit:///system, virtkit:///session or unix:///path/to/socket")  # fmt: skip
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    seen: set[int] = set()
+    for name, (help_, fn) in COMMANDS.items():
+        sp = sub.add_parser(name, help=None if id(fn) in seen else help_, description=help_)
+        seen.add(id(fn))
+        getattr(fn, "_setup", lambda _: None)(sp)
+        sp.set_defaults(func=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(ns.func(ns))
+    except VirtkitError as exc:
+        warn(f"error: {exc.message}")
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # never a traceback for users; VIRTKIT_DEBUG=1 shows it
+        if os.environ.get("VIRTKIT_DEBUG"):
+            raise
+        warn(f"error: internal error: {exc!r} (run with VIRTKIT_DEBUG=1 for details)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Python client for the virtkit API over its Unix socket.
+
+Deliberately stdlib-only on the request path (http.client over AF_UNIX): the
+CLI must answer in tens of milliseconds, and importing httpx alone costs
+~250 ms of start-up on a small host. In session mode the first call starts the
+per-user daemon if none answers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from virtkit.errors import DaemonError, VirtkitError, from_dict
+from virtkit.paths import Paths, socket_for_uri
+
+DAEMON_START_TIMEOUT_S = 30.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Client:
+    """Raises VirtkitError subclasses rebuilt from the daemon's error bodies."""
+
+    def __init__(self, uri: str | None = None, *, autostart: bool = True,
+                 timeout_s: float = 600.0) -> None:  # fmt: skip
+        self.socket_path, self._local = socket_for_uri(uri)
+        self.autostart = autostart and self._local is not None
+        self.timeout_s = timeout_s
+        self._conn: _UnixConnection | None = None
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _connection(self) -> _UnixConnection:
+        if self._conn is None:
+            conn = _UnixConnection(str(self.socket_path), self.timeout_s)
+            try:
+                conn.connect()
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not self.autostart or self._local is None:
+                    raise DaemonError(
+                        f"cannot connect to the virtkit daemon at {self.socket_path}: is "
+                        "virtkitd running? start it with `virtkitd` (or `virtkit daemon`)"
+                    ) from None
+                start_daemon(self._local)
+                conn.connect()
+            self._conn = conn
+        return self._conn
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: dict[str, Any] | None = None) -> Any:  # fmt: skip
+        if query:
+            q = {k: ("true" if v is True else "false" if v is False else v)
+                 for k, v in query.items() if v is not None}  # fmt: skip
+            path = f"{path}?{urlencode(q)}"
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request(method, path, payload, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError):
+                self.close()
+                if attempt:
+                    raise DaemonError(
+                        "the virtkit daemon closed the connection; check its log"
+                    ) from None
+            except TimeoutError:
+                self.close()
+                raise DaemonError(f"the virtkit daemon did not answer within {self.timeout_s:g} s")
+        if resp.status >= 400:
+            try:
+                raise from_dict(json.loads(data))
+            except (ValueError, AttributeError):
+                raise VirtkitError(f"daemon error {resp.status}: {data[:500]!r}") from None
+        if resp.status == 204 or not data:
+            return None
+        return json.loads(data)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/version"))
+
+    def list(self, all_: bool = False) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/domains", query={"all": all_}))
+
+    def define_text(self, text: str, source: str) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/domains", {"text": text, "source": source}))
+
+    def define_config(self, config: dict[str, Any], source: str = "domain") -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/domains", {"config": config, "source": source}))
+
+    def info(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/domains/{quote(name, safe='')}"))
+
+    def config(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/domains/{quote(name, safe='')}/config"))
+
+    def undefine(self, name: str) -> None:
+        self.request("DELETE", f"/v1/domains/{quote(name, safe='')}")
+
+    def autostart(self, name: str, enabled: bool) -> dict[str, Any]:
+        return dict(self.request("PUT", f"/v1/domains/{quote(name, safe='')}/autostart",
+                                 {"enabled": enabled}))  # fmt: skip
+
+    def action(self, name: str, verb: str, **query: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/domains/{quote(name, safe='')}/{verb}",
+                                 query=query or None))  # fmt: skip
+
+    def events(self, after: int = 0, domain: str | None = None,
+               wait_s: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+        return list(self.request("GET", "/v1/events",
+                                 query={"after": after, "domain": domain, "wait_s": wait_s}))
+
+
+def start_daemon(paths: Paths) -> None:
+    """Start a daemon for ``paths`` in the background and wait until it answers."""
+    paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_fd = os.open(paths.run_dir / "autostart.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one CLI starts it; the others wait for it
+        if _answers(paths.socket):
+            return
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = paths.state_dir / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "virtkitd.stderr", "ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "virtkit.daemon", "--mode", paths.mode],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                close_fds=True, cwd="/",
+            )  # fmt: skip
+        deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if _answers(paths.socket):
+                return
+            if proc.poll() is not None:
+                tail = (log_dir / "virtkitd.stderr").read_text(errors="replace")[-1500:]
+                raise DaemonError(f"virtkitd exited with status {proc.returncode}:\n{tail}")
+            time.sleep(0.02)
+        raise DaemonError(f"virtkitd did not come up within {DAEMON_START_TIMEOUT_S:g} s; "
+                          f"see {log_dir / 'virtkitd.log'}")  # fmt: skip
+    finally:
+        os.close(lock_fd)
+
+
+def _answers(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

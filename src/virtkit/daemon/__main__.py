@@ -1,0 +1,5 @@
+import sys
+
+from virtkit.daemon.main import main
+
+sys.exit(main())

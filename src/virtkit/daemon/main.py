@@ -1,0 +1,100 @@
+"""virtkitd: the daemon process. ``virtkitd [--mode system|session] [--foreground]``.
+
+One daemon per state directory (an exclusive flock on its runtime dir). Guests
+are not children in any sense that matters: stopping or killing the daemon
+leaves them running, and the next daemon re-attaches to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+
+from virtkit.errors import DaemonError, VirtkitError
+from virtkit.paths import Paths, paths_for
+
+
+def _lock(paths: Paths) -> int:
+    fd = os.open(paths.run_dir / "virtkitd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DaemonError(
+            f"another virtkitd already serves {paths.run_dir} (state {paths.state_dir})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+async def serve(paths: Paths) -> None:
+    import uvicorn
+
+    from virtkit.daemon.api.app import create_app
+    from virtkit.daemon.service import Service
+
+    svc = Service(paths)
+    await svc.open()
+    app = create_app(svc)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.socket)
+    config = uvicorn.Config(
+        app, uds=str(paths.socket), log_level="warning", access_log=False, lifespan="off",
+        ws_max_size=1 << 20, timeout_graceful_shutdown=2,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if server.started:
+        os.chmod(paths.socket, 0o600 if paths.mode == "session" else 0o660)
+        logging.getLogger("virtkit.daemon").info("listening on %s", paths.socket)
+    try:
+        await task
+    finally:
+        await svc.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="virtkitd", description="the virtkit daemon")
+    ap.add_argument("--mode", choices=["system", "session"], default=None)
+    ap.add_argument("--log-level", default=os.environ.get("VIRTKIT_LOG_LEVEL", "INFO"))
+    ap.add_argument("--log-stderr", action="store_true", help="log to stderr instead of a file")
+    args = ap.parse_args(argv)
+    paths = paths_for(args.mode)
+    try:
+        paths.ensure()
+        lock_fd = _lock(paths)
+    except (VirtkitError, OSError) as exc:
+        print(f"virtkitd: error: {exc}", file=sys.stderr)
+        return 6
+    handler: logging.Handler = (
+        logging.StreamHandler() if args.log_stderr else logging.FileHandler(paths.daemon_log)
+    )
+    logging.basicConfig(
+        level=args.log_level.upper(), handlers=[handler],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    try:
+        asyncio.run(serve(paths))
+    except VirtkitError as exc:
+        print(f"virtkitd: error: {exc}", file=sys.stderr)
+        return 6
+    finally:
+        os.close(lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

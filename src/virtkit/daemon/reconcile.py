@@ -1,0 +1,107 @@
+"""Daemon start: load the store, re-attach to running QEMUs, reconcile, autostart.
+
+For every runtime record:
+  - pid 0 ("starting"): a start was interrupted; kill its QEMU if one came up, mark failed;
+  - the process is still the one we started (pid + start time + QMP path in its
+    command line): re-attach, the guest never noticed;
+  - otherwise it died while we were away: shut off (crashed), with an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+
+from virtkit.errors import ConfigError, VirtkitError
+from virtkit.formats.domfile import domain_from_mapping
+from virtkit.model.state import Reason, State
+from virtkit.runtime import proc
+from virtkit.runtime.record import RuntimeRecord
+
+log = logging.getLogger("virtkit.daemon")
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from virtkit.daemon.service import Entry, Service
+
+
+async def reconcile(svc: Service) -> None:
+    from virtkit.daemon.service import Entry
+
+    states = svc.store.load_states()
+    for stored in svc.store.load_domains():
+        try:
+            dom = domain_from_mapping(stored.config, f"stored domain {stored.name}")
+        except ConfigError as exc:
+            log.error("skipping unreadable stored domain %s: %s", stored.name, exc)
+            continue
+        e = Entry(dom, autostart=stored.autostart)
+        if stored.name in states:
+            s, r = states[stored.name]
+            with contextlib.suppress(ValueError):
+                e.state, e.reason = State.SHUTOFF, Reason(r)
+            del s
+        svc.entries[stored.name] = e
+    for name, raw in svc.store.load_runtime().items():
+        try:
+            record = RuntimeRecord.from_json(raw)
+        except (ValueError, TypeError) as exc:
+            log.error("dropping unreadable runtime record of %s: %s", name, exc)
+            svc.store.drop_runtime(name, State.SHUTOFF, Reason.UNKNOWN)
+            continue
+        entry = svc.entries.get(name)
+        await _reconcile_one(svc, name, record, entry)
+    await asyncio.sleep(0)
+    for name, e in list(svc.entries.items()):
+        if e.autostart and not e.active:
+            asyncio.get_running_loop().create_task(_autostart(svc, name))
+
+
+async def _reconcile_one(svc: Service, name: str, record: RuntimeRecord, entry: Entry | None) -> None:
+    if record.pid == 0:
+        killed = svc.kill_half_started(record)
+        svc.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
+        svc.bus.publish(name, "start-failed",
+                        "daemon stopped during start; " + ("QEMU killed" if killed else "no QEMU"))
+        if entry:
+            entry.state, entry.reason = State.SHUTOFF, Reason.FAILED
+        with contextlib.suppress(OSError):
+            shutil.rmtree(record.run_dir)
+        return
+    alive = proc.is_same_process(record.pid, record.start_time, record.qmp)
+    if alive and entry is not None:
+        await svc.adopt(entry, record)
+        log.info("re-attached to %s (pid %d)", name, record.pid)
+        return
+    if alive and entry is None:
+        # A running QEMU whose definition is gone: keep it running, but we cannot manage it
+        # without a definition; rebuild one from the record.
+        try:
+            dom = domain_from_mapping(record.domain, f"runtime record {name}")
+        except ConfigError:
+            log.error("QEMU pid %d of unknown domain %s left running", record.pid, name)
+            return
+        from virtkit.daemon.service import Entry
+
+        entry = Entry(dom)
+        svc.entries[name] = entry
+        await svc.adopt(entry, record)
+        return
+    svc.store.drop_runtime(name, State.SHUTOFF, Reason.CRASHED)
+    svc.bus.publish(name, "crashed", "QEMU exited while the daemon was not running")
+    if entry:
+        entry.state, entry.reason = State.SHUTOFF, Reason.CRASHED
+        entry.last_record = record
+    with contextlib.suppress(OSError):
+        shutil.rmtree(record.run_dir)
+
+
+async def _autostart(svc: Service, name: str) -> None:
+    try:
+        await svc.start(name)
+        log.info("autostarted %s", name)
+    except VirtkitError as exc:
+        log.error("autostart of %s failed: %s", name, exc)
+        svc.bus.publish(name, "autostart-failed", exc.message)

@@ -1,0 +1,417 @@
+"""The service: owns all domains, their supervisors, locks, state store and events.
+
+Every verb the API exposes is a coroutine here. State-changing verbs take the
+domain's operation lock. Listing and info answer from memory (no QMP round
+trips), so they cost O(1) per domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from virtkit.daemon.accel import AccelResolver
+from virtkit.daemon.events import EventBus
+from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.store import Store
+from virtkit.errors import ConfigError, NotFoundError, StateError
+from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
+from virtkit.model.domain import Domain, DiskDevice, normalize
+from virtkit.model.state import ACTIVE_STATES, Reason, State
+from virtkit.paths import Paths
+from virtkit.qemu import caps as capsmod
+from virtkit.qemu.argv import RunPaths, build_argv
+from virtkit.runtime import proc
+from virtkit.runtime.record import RuntimeRecord
+from virtkit.runtime.supervisor import Actions, Hooks, Supervisor, read_pidfile
+
+log = logging.getLogger("virtkit.daemon")
+
+
+def random_mac() -> str:
+    b = os.urandom(3)
+    return "52:54:00:%02x:%02x:%02x" % (b[0], b[1], b[2])
+
+
+@dataclass
+class Entry:
+    """What the daemon knows about one domain."""
+
+    domain: Domain
+    autostart: bool = False
+    sup: Supervisor | None = None
+    state: State = State.SHUTOFF
+    reason: Reason = Reason.UNKNOWN
+    last_record: RuntimeRecord | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.sup is not None and self.sup.alive
+
+
+class Service:
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+        new_mac: Callable[[], str] = random_mac,
+        lock_wait_s: float = 30.0,
+    ) -> None:
+        self.paths = paths
+        self.store = Store(paths.db)
+        self.locks = OpLocks(lock_wait_s)
+        self.bus = EventBus(self.store)
+        self.accel = AccelResolver(paths)
+        self.new_uuid = new_uuid
+        self.new_mac = new_mac
+        self.entries: dict[str, Entry] = {}
+        self._caps: dict[str, capsmod.Caps] = {}
+        self.hooks = Hooks(self._on_state, self._on_event, self._on_exit)
+        self.started_at = time.time()
+
+    # -- startup and reconciliation ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load state and re-attach to every QEMU that still runs (see reconcile.py)."""
+        from virtkit.daemon.reconcile import reconcile
+
+        await reconcile(self)
+
+    async def close(self) -> None:
+        """Detach from guests (they keep running) and close the store."""
+        for entry in self.entries.values():
+            if entry.sup is not None and entry.sup.monitor is not None:
+                await entry.sup.monitor.close()
+        self.store.close()
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise NotFoundError(
+                f"domain {name!r} not found; `virtkit list --all` shows the defined domains"
+            ) from None
+
+    # -- hooks from supervisors ---------------------------------------------------------------
+
+    def _entry_for(self, sup: Supervisor) -> Entry | None:
+        e = self.entries.get(sup.name)
+        return e if e is not None and e.sup is sup else None
+
+    def _on_state(self, sup: Supervisor) -> None:
+        e = self._entry_for(sup)
+        if e is None or not sup.alive:
+            return
+        e.state, e.reason = sup.state, sup.reason
+        self.bus.publish(sup.name, "state", f"{sup.state} ({sup.reason})")
+
+    def _on_event(self, name: str, kind: str, detail: str) -> None:
+        self.bus.publish(name, kind, detail)
+
+    def _on_exit(self, sup: Supervisor, reason: Reason) -> None:
+        e = self._entry_for(sup)
+        if e is None:
+            return
+        e.sup = None
+        e.last_record = sup.record
+        e.state, e.reason = State.SHUTOFF, reason
+        self.store.drop_runtime(sup.name, State.SHUTOFF, reason)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(sup.record.run_dir)
+        kind = "crashed" if reason is Reason.CRASHED else "stopped"
+        self.bus.publish(sup.name, kind, str(reason))
+
+    # -- define / undefine --------------------------------------------------------------------
+
+    def _check_files(self, dom: Domain) -> None:
+        missing = []
+        for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
+            if p and not os.path.isfile(p):
+                missing.append(f"{label} {p}")
+        for d in dom.disks:
+            if not os.path.exists(d.path):
+                kind = "cdrom image" if d.device is DiskDevice.CDROM else "disk image"
+                missing.append(f"{kind} {d.path}")
+        if dom.emulator and not os.access(dom.emulator, os.X_OK):
+            missing.append(f"emulator {dom.emulator}")
+        if missing:
+            raise ConfigError(
+                f"domain {dom.name!r} refers to files that do not exist: {', '.join(missing)}; "
+                "create them or fix the paths"
+            )
+
+    async def define(self, text: str | None = None, config: dict[str, Any] | None = None,
+                     source: str = "domain") -> Domain:  # fmt: skip
+        dom = domain_from_text(text, source) if text is not None else domain_from_mapping(
+            config or {}, source
+        )
+        self._check_files(dom)
+        existing = self.entries.get(dom.name)
+        if existing is not None:
+            if dom.uuid is None or dom.uuid != existing.domain.uuid:
+                raise ConfigError(
+                    f"domain {dom.name!r} already exists (uuid {existing.domain.uuid}); "
+                    "to change it, keep its uuid in the file, or undefine it first"
+                )
+            async with self.locks.hold(dom.name, "define"):
+                dom = normalize(dom, new_uuid=self.new_uuid, new_mac=self.new_mac)
+                self.store.update_domain(dom.name, domain_to_mapping(dom))
+                existing.domain = dom
+                self.bus.publish(dom.name, "defined", "updated")
+                return dom
+        for e in self.entries.values():
+            if dom.uuid is not None and e.domain.uuid == dom.uuid:
+                raise ConfigError(f"uuid {dom.uuid} is already used by domain {e.domain.name!r}")
+        dom = normalize(dom, new_uuid=self.new_uuid, new_mac=self.new_mac)
+        self.store.insert_domain(dom.name, dom.uuid or "", domain_to_mapping(dom))
+        self.entries[dom.name] = Entry(dom)
+        self.bus.publish(dom.name, "defined", "added")
+        return dom
+
+    async def undefine(self, name: str) -> None:
+        async with self.locks.hold(name, "undefine"):
+            e = self.entry(name)
+            if e.active:
+                raise StateError(
+                    f"domain {name!r} is {e.state}; destroy or shut it down before undefining it",
+                    current=str(e.state), required="shut off",
+                )
+            self.store.delete_domain(name)
+            del self.entries[name]
+        self.locks.forget(name)
+        self.bus.publish(name, "undefined", "removed")
+
+    async def set_autostart(self, name: str, enabled: bool) -> None:
+        e = self.entry(name)
+        self.store.set_autostart(name, enabled)
+        e.autostart = enabled
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def caps_for(self, dom: Domain) -> capsmod.Caps:
+        binary = capsmod.find_qemu(dom.emulator)
+        key = capsmod.binary_key(binary)
+        cached = self._caps.get(binary)
+        if cached is None or cached.key != key:
+            cached = await capsmod.probe(binary, self.paths.cache_dir)
+            self._caps[binary] = cached
+        return cached
+
+    async def start(self, name: str) -> Entry:
+        async with self.locks.hold(name, "start"):
+            e = self.entry(name)
+            if e.active:
+                raise StateError(
+                    f"domain {name!r} is already {e.state}", current=str(e.state),
+                    required="shut off",
+                )  # fmt: skip
+            dom = e.domain
+            self._check_files(dom)
+            caps = await self.caps_for(dom)
+            accel, note = await self.accel.resolve(dom.accel, caps)
+            run_dir = self.paths.domain_run_dir(dom.uuid or name)
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+            rp = RunPaths(
+                qmp=str(run_dir / "qmp.sock"), serial=str(run_dir / "serial.sock"),
+                pidfile=str(run_dir / "qemu.pid"),
+                console_log=str(self.paths.log_dir / f"{name}.console.log"),
+            )  # fmt: skip
+            argv = build_argv(dom, caps, rp, accel)
+            record = RuntimeRecord(
+                name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
+                argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
+                console_log=rp.console_log, run_dir=str(run_dir), accel=accel.value,
+                accel_note=note, started_at=time.time(), domain=domain_to_mapping(dom),
+            )  # fmt: skip
+            # Write the record before spawning: a daemon killed mid-start finds it on restart
+            # and rolls the half-started QEMU back (pid 0 = "starting").
+            self.store.put_runtime(name, record.to_json(), State.SHUTOFF, Reason.STARTING)
+            actions = Actions(dom.on_poweroff, dom.on_reboot, dom.on_crash)
+            log_path = str(self.paths.log_dir / f"{name}.log")
+            try:
+                sup = await Supervisor.launch(record, log_path, self.hooks, actions)
+            except BaseException:
+                self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
+                e.state, e.reason = State.SHUTOFF, Reason.FAILED
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(run_dir)
+                raise
+            e.sup = sup
+            e.state, e.reason = sup.state, sup.reason
+            self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
+            self.bus.publish(name, "started", f"booted (accel {accel.value})")
+            if not sup.alive:  # exited between launch and registration
+                self._on_exit(sup, await sup.wait_exit())
+            return e
+
+    def _running(self, name: str, op: str) -> Supervisor:
+        e = self.entry(name)
+        if e.sup is None or not e.sup.alive:
+            raise StateError(
+                f"cannot {op} domain {name!r}: it is not running; start it with "
+                f"`virtkit start {name}`",
+                current=str(e.state), required="running",
+            )
+        return e.sup
+
+    async def shutdown(self, name: str, wait_s: float = 0.0) -> Entry:
+        async with self.locks.hold(name, "shutdown"):
+            sup = self._running(name, "shut down")
+            if sup.state is State.PAUSED:
+                raise StateError(
+                    f"domain {name!r} is paused and cannot react to the power button; "
+                    f"resume it first (`virtkit resume {name}`) or destroy it",
+                    current="paused", required="running",
+                )
+            await sup.shutdown()
+            self.bus.publish(name, "shutdown-requested", "ACPI power button")
+        if wait_s > 0:
+            try:
+                await sup.wait_exit(wait_s)
+            except TimeoutError:
+                raise StateError(
+                    f"domain {name!r} did not power off within {wait_s:g} s of the ACPI power "
+                    "button; the guest may ignore it: use `virtkit destroy` to stop it",
+                    current=str(sup.state), required="shut off",
+                ) from None
+        return self.entry(name)
+
+    async def reboot(self, name: str) -> Entry:
+        async with self.locks.hold(name, "reboot"):
+            await self._running(name, "reboot").reboot()
+        return self.entry(name)
+
+    async def reset(self, name: str) -> Entry:
+        async with self.locks.hold(name, "reset"):
+            await self._running(name, "reset").reset()
+            self.bus.publish(name, "reboot", "reset")
+        return self.entry(name)
+
+    async def destroy(self, name: str, graceful: bool = False) -> Entry:
+        async with self.locks.hold(name, "destroy"):
+            await self._running(name, "destroy").destroy(graceful)
+        return self.entry(name)
+
+    async def suspend(self, name: str) -> Entry:
+        async with self.locks.hold(name, "suspend"):
+            sup = self._running(name, "suspend")
+            if sup.state is State.PAUSED:
+                raise StateError(f"domain {name!r} is already paused", current="paused",
+                                 required="running")  # fmt: skip
+            await sup.suspend()
+            self.bus.publish(name, "suspended", "paused by user")
+        return self.entry(name)
+
+    async def resume(self, name: str) -> Entry:
+        async with self.locks.hold(name, "resume"):
+            sup = self._running(name, "resume")
+            if sup.state is not State.PAUSED:
+                raise StateError(f"domain {name!r} is {sup.state}, not paused",
+                                 current=str(sup.state), required="paused")  # fmt: skip
+            await sup.resume()
+            self.bus.publish(name, "resumed", "unpaused by user")
+        return self.entry(name)
+
+    # -- views --------------------------------------------------------------------------------
+
+    def summary(self, e: Entry) -> dict[str, Any]:
+        rec = e.sup.record if e.sup else None
+        return {
+            "id": rec.id if rec else None,
+            "name": e.domain.name,
+            "uuid": e.domain.uuid or "",
+            "state": str(e.state),
+            "reason": str(e.reason),
+            "autostart": e.autostart,
+            "persistent": True,
+        }
+
+    def info(self, name: str) -> dict[str, Any]:
+        e = self.entry(name)
+        d = self.summary(e)
+        dom = e.domain
+        cpu_s, rss = e.sup.stats() if e.sup else (0.0, 0)
+        rec = e.sup.record if e.sup else None
+        d.update(
+            vcpus=dom.vcpus, max_vcpus=dom.effective_max_vcpus,
+            memory_mib=dom.memory_mib, max_memory_mib=dom.max_memory_mib or dom.memory_mib,
+            cpu_time_s=round(cpu_s, 3), rss_kib=rss,
+            accel=rec.accel if rec else None, accel_note=rec.accel_note if rec else "",
+            pid=rec.pid if rec else None, machine=dom.machine,
+            operation=self.locks.holder(name),
+        )  # fmt: skip
+        return d
+
+    def list(self, all_: bool) -> list[dict[str, Any]]:
+        out = [self.summary(e) for e in self.entries.values() if all_ or e.state in ACTIVE_STATES]
+        out.sort(key=lambda d: (d["id"] is None, d["id"] or 0, d["name"]))
+        return out
+
+    def config(self, name: str) -> dict[str, Any]:
+        return domain_to_mapping(self.entry(name).domain)
+
+    # -- console -----------------------------------------------------------------------------
+
+    async def open_console(
+        self, name: str, force: bool, on_takeover: Callable[[], None]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        sup = self._running(name, "open the console of")
+        if not sup.record.serial or not os.path.exists(sup.record.serial):
+            raise StateError(f"domain {name!r} has no serial console", current="no serial",
+                             required="serial: true")  # fmt: skip
+        if sup.console_close is not None:
+            if not force:
+                raise StateError(
+                    f"the console of domain {name!r} is in use by another client; "
+                    "use --force to take it over",
+                    current="console in use", required="console free",
+                )
+            sup.console_close()
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_unix_connection(sup.record.serial)
+
+        def close() -> None:
+            sup.console_close = None
+            on_takeover()
+            writer.close()
+
+        sup.console_close = close
+        return reader, writer
+
+    def release_console(self, name: str, close: Callable[[], None] | None) -> None:
+        e = self.entries.get(name)
+        if e and e.sup and e.sup.console_close is close:
+            e.sup.console_close = None
+
+    # -- attach used by reconcile -----------------------------------------------------------
+
+    async def adopt(self, e: Entry, record: RuntimeRecord) -> None:
+        dom = e.domain
+        actions = Actions(dom.on_poweroff, dom.on_reboot, dom.on_crash)
+        sup = await Supervisor.attach(record, self.hooks, actions)
+        e.sup = sup
+        e.state, e.reason = sup.state, sup.reason
+
+    def kill_half_started(self, record: RuntimeRecord) -> bool:
+        """A start interrupted by a daemon crash: kill its QEMU if one came up."""
+        pid = read_pidfile(record.pidfile)
+        if pid is None:
+            return False
+        st = proc.start_time(pid)
+        if st is not None and proc.is_same_process(pid, st, record.qmp):
+            import signal
+
+            proc.kill(pid, signal.SIGKILL)
+            return True
+        return False

@@ -1,0 +1,181 @@
+"""The daemon's state store: SQLite in WAL mode, every write one transaction.
+
+Tables:
+  domains  name -> persistent config (JSON), autostart flag
+  runtime  name -> runtime record of a running QEMU (JSON); present iff we believe it runs
+  domstate name -> last state and reason (so "shut off (crashed)" survives restarts)
+  events   sequence-numbered event log (bounded)
+  meta     counters (next domain id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virtkit.errors import ConfigError, HostError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (
+  name TEXT PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
+  autostart INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runtime (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domstate (name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, domain TEXT NOT NULL,
+  type TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+MAX_EVENTS = 10000
+
+
+@dataclass(frozen=True)
+class StoredDomain:
+    name: str
+    uuid: str
+    config: dict[str, Any]
+    autostart: bool
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    ts: float
+    domain: str
+    type: str
+    detail: str
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise HostError(
+                f"cannot open the state database {path}: {exc}; check that the state "
+                "directory is writable and not on a full disk"
+            ) from None
+        self._events_since_trim = 0
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _host(exc) from None
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise _host(exc) from None
+
+    # -- domains --------------------------------------------------------------------------
+
+    def load_domains(self) -> list[StoredDomain]:
+        rows = self.db.execute("SELECT name, uuid, config, autostart FROM domains").fetchall()
+        return [StoredDomain(n, u, json.loads(c), bool(a)) for n, u, c, a in rows]
+
+    def insert_domain(self, name: str, uuid: str, config: dict[str, Any]) -> None:
+        now = time.time()
+        try:
+            with self.tx() as db:
+                db.execute(
+                    "INSERT INTO domains (name, uuid, config, created, updated) VALUES (?,?,?,?,?)",
+                    (name, uuid, json.dumps(config), now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise ConfigError(f"a domain named {name!r} or with uuid {uuid} already exists") from None
+
+    def update_domain(self, name: str, config: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE domains SET config=?, updated=? WHERE name=?",
+                (json.dumps(config), time.time(), name),
+            )
+
+    def delete_domain(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM domains WHERE name=?", (name,))
+            db.execute("DELETE FROM domstate WHERE name=?", (name,))
+
+    def set_autostart(self, name: str, on: bool) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE domains SET autostart=? WHERE name=?", (int(on), name))
+
+    # -- runtime records and states -------------------------------------------------------
+
+    def load_runtime(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, record FROM runtime").fetchall())
+
+    def put_runtime(self, name: str, record_json: str, state: str, reason: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO runtime VALUES (?,?)", (name, record_json))
+            db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
+
+    def drop_runtime(self, name: str, state: str, reason: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM runtime WHERE name=?", (name,))
+            db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
+
+    def load_states(self) -> dict[str, tuple[str, str]]:
+        rows = self.db.execute("SELECT name, state, reason FROM domstate").fetchall()
+        return {n: (s, r) for n, s, r in rows}
+
+    def next_id(self) -> int:
+        with self.tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='next_id'").fetchone()
+            n = int(row[0]) if row else 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(n + 1),))
+        return n
+
+    # -- events ---------------------------------------------------------------------------
+
+    def add_event(self, domain: str, type_: str, detail: str, ts: float) -> int:
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO events (ts, domain, type, detail) VALUES (?,?,?,?)",
+                (ts, domain, type_, detail),
+            )
+            seq = int(cur.lastrowid or 0)
+            self._events_since_trim += 1
+            if self._events_since_trim >= 500:
+                self._events_since_trim = 0
+                db.execute("DELETE FROM events WHERE seq <= ?", (seq - MAX_EVENTS,))
+        return seq
+
+    def events(self, after: int = 0, domain: str | None = None, limit: int = 1000) -> list[StoredEvent]:
+        q = "SELECT seq, ts, domain, type, detail FROM events WHERE seq > ?"
+        args: list[Any] = [after]
+        if domain:
+            q += " AND domain = ?"
+            args.append(domain)
+        q += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return [StoredEvent(*row) for row in self.db.execute(q, args).fetchall()]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _host(exc: sqlite3.Error) -> HostError:
+    return HostError(
+        f"the state database refused a write ({exc}); the previous state is intact. "
+        "Check free space and permissions of the state directory"
+    )

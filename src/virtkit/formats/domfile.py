@@ -1,0 +1,72 @@
+"""Our own domain file format (YAML or JSON) <-> model.
+
+The file maps 1:1 onto ``virtkit.model.domain.Domain``. Unknown fields are an
+error naming the field; every validation failure is reported with its field path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from virtkit.errors import ConfigError
+from virtkit.model.domain import Domain
+
+MAX_FILE_BYTES = 1 << 20
+
+
+def describe_validation(err: ValidationError, source: str) -> str:
+    """Turn pydantic's report into lines that name the field and the problem."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (remove it, or check its spelling)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc}: {msg}")
+    return f"{source}: invalid domain definition:\n" + "\n".join(lines)
+
+
+def parse_mapping(text: str, source: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_FILE_BYTES:
+        raise ConfigError(f"{source}: file is larger than 1 MiB; a domain definition is smaller")
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("{"):
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of fields (name: ..., memory_mib: ...), "
+            f"got {type(data).__name__}"
+        )
+    return data
+
+
+def domain_from_mapping(data: dict[str, Any], source: str = "domain") -> Domain:
+    try:
+        return Domain.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation(err, source)) from None
+
+
+def domain_from_text(text: str, source: str = "domain") -> Domain:
+    """Parse YAML or JSON text into a validated Domain (raises ConfigError)."""
+    return domain_from_mapping(parse_mapping(text, source), source)
+
+
+def domain_to_mapping(dom: Domain) -> dict[str, Any]:
+    """The stored/exported form: defaults left out so files stay short."""
+    return dom.model_dump(mode="json", exclude_defaults=True)
+
+
+def domain_to_yaml(dom: Domain) -> str:
+    return yaml.safe_dump(domain_to_mapping(dom), sort_keys=False)

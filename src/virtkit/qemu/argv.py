@@ -1,0 +1,194 @@
+"""Domain -> QEMU command line. A PURE function: no os, env, time or randomness.
+
+``build_argv(domain, caps, paths, accel)`` is golden-tested
+(tests/golden/<case>.toml -> <case>.args). The result is saved in the runtime
+record, so what QEMU was started with is always known.
+
+QEMU is started paused (``-S``) with ``-no-shutdown``: the supervisor attaches
+to QMP and the event stream before the first guest instruction runs, and a guest
+power-off leaves QEMU stopped so the daemon decides what happens next (destroy,
+or the fake reboot that ``virtkit reboot`` asks for), as libvirt does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from virtkit.errors import ConfigError
+from virtkit.model.domain import (
+    Accel,
+    Action,
+    Disk,
+    DiskBus,
+    DiskDevice,
+    Domain,
+    GraphicsType,
+    Nic,
+    NicModel,
+    NicType,
+)
+from virtkit.qemu.caps import Caps
+
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+NIC_DEVICE = {
+    NicModel.VIRTIO: "virtio-net-pci",
+    NicModel.E1000: "e1000",
+    NicModel.E1000E: "e1000e",
+    NicModel.RTL8139: "rtl8139",
+}
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one running domain's sockets and files live."""
+
+    qmp: str
+    serial: str
+    pidfile: str
+    console_log: str
+
+
+def opts(*parts: str, **kv: str | int | bool) -> str:
+    """QEMU's comma-separated option syntax; commas in values are doubled."""
+    items = list(parts)
+    for key, value in kv.items():
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        items.append(f"{key.replace('_', '-')}={str(value).replace(',', ',,')}")
+    return ",".join(items)
+
+
+def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
+    info = caps.resolve_machine(dom.machine)
+    if info is None:
+        known = ", ".join(sorted(caps.aliases) + ["..."])
+        raise ConfigError(
+            f"machine type {dom.machine!r} is not supported by QEMU {caps.version} "
+            f"({caps.binary}); try one of: {known}"
+        )
+    if dom.effective_max_vcpus > info.cpu_max:
+        raise ConfigError(
+            f"{dom.effective_max_vcpus} vCPUs exceed machine {info.name}'s limit of {info.cpu_max}"
+        )
+    cpu = dom.cpu_model
+    if cpu in ("auto", "host-passthrough"):
+        cpu = "host" if accel is Accel.KVM else "max"
+    elif cpu == "host" and accel is not Accel.KVM:
+        raise ConfigError("cpu model 'host' needs KVM; use cpu_model: max (or auto) under TCG")
+    elif cpu not in caps.cpu_models and cpu not in ("host", "max"):
+        raise ConfigError(f"CPU model {cpu!r} is unknown to QEMU {caps.version}")
+    machine = opts(info.name, accel=accel.value)
+    smp = opts(str(dom.vcpus), maxcpus=dom.effective_max_vcpus)
+    mem = opts(size=f"{dom.memory_mib}M")
+    if dom.max_memory_mib and dom.max_memory_mib > dom.memory_mib:
+        mem = opts(size=f"{dom.memory_mib}M", slots=16, maxmem=f"{dom.max_memory_mib}M")
+    return ["-machine", machine, "-cpu", cpu, "-m", mem, "-smp", smp]
+
+
+def _disk(i: int, disk: Disk) -> list[str]:
+    node = f"drive-{disk.target}"
+    fmt = disk.format.value if disk.format else "raw"
+    cache_direct = disk.cache.value in ("none", "directsync")
+    no_flush = disk.cache.value == "unsafe"
+    proto = opts(
+        driver="file", filename=disk.path, node_name=f"{node}-file",
+        read_only=disk.readonly, cache_direct=cache_direct, cache_no_flush=no_flush,
+    )  # fmt: skip
+    fmtnode = opts(
+        driver=fmt, file=f"{node}-file", node_name=node, read_only=disk.readonly,
+        cache_direct=cache_direct, cache_no_flush=no_flush,
+    )  # fmt: skip
+    args = ["-blockdev", proto, "-blockdev", fmtnode]
+    if disk.bus is DiskBus.VIRTIO:
+        dev = opts("virtio-blk-pci", drive=node, id=disk.target or f"disk{i}")
+    elif disk.bus is DiskBus.SCSI:
+        kind = "scsi-cd" if disk.device is DiskDevice.CDROM else "scsi-hd"
+        dev = opts(kind, bus="scsi0.0", drive=node, id=disk.target or f"disk{i}")
+    else:
+        kind = "ide-cd" if disk.device is DiskDevice.CDROM else "ide-hd"
+        dev = opts(kind, bus=f"ide.{i}", drive=node, id=disk.target or f"disk{i}")
+    if disk.serial:
+        dev += "," + opts(serial=disk.serial)
+    return [*args, "-device", dev]
+
+
+def _boot_index(dom: Domain) -> dict[str, int]:
+    order = [str(o) for o in dom.boot.order]
+    out: dict[str, int] = {}
+    n = 1
+    for kind in order:
+        for d in dom.disks:
+            want = "cdrom" if d.device is DiskDevice.CDROM else "hd"
+            if want == kind and d.target and d.target not in out:
+                out[d.target] = n
+                n += 1
+    return out
+
+
+def _nic(i: int, nic: Nic) -> list[str]:
+    net_id = f"net{i}"
+    if nic.type is NicType.USER:
+        netdev = opts("user", id=net_id)
+    else:
+        # bridge/network interfaces get a tap prepared by network/ and passed as fd.
+        netdev = opts("tap", id=net_id, fd=f"{{tapfd:{net_id}}}")
+    dev = opts(NIC_DEVICE[nic.model], netdev=net_id, id=f"nic{i}", mac=nic.mac or "")
+    return ["-netdev", netdev, "-device", dev]
+
+
+def build_argv(dom: Domain, caps: Caps, paths: RunPaths, accel: Accel) -> list[str]:
+    """The complete QEMU command line for ``dom`` under ``accel`` (kvm or tcg)."""
+    if accel is Accel.AUTO:
+        raise ValueError("build_argv needs a resolved accelerator (kvm or tcg)")
+    argv = [
+        caps.binary,
+        "-name", opts(f"guest={dom.name}", debug_threads=True),
+        "-uuid", dom.uuid or "",
+        "-nodefaults", "-no-user-config",
+        "-sandbox", SANDBOX,
+        "-msg", "timestamp=on",
+        "-S", "-no-shutdown",
+        "-pidfile", paths.pidfile,
+        "-chardev", opts("socket", id="monitor", path=paths.qmp, server=True, wait=False),
+        "-mon", "chardev=monitor,mode=control",
+        "-rtc", "base=utc",
+        "-boot", "strict=on",
+    ]  # fmt: skip
+    argv += _machine(dom, caps, accel)
+    if dom.on_reboot is Action.DESTROY:
+        argv += ["-no-reboot"]
+    if dom.boot.kernel:
+        argv += ["-kernel", dom.boot.kernel]
+        if dom.boot.initrd:
+            argv += ["-initrd", dom.boot.initrd]
+        if dom.boot.cmdline:
+            argv += ["-append", dom.boot.cmdline]
+    if dom.serial:
+        argv += [
+            "-chardev",
+            opts("socket", id="serial0", path=paths.serial, server=True, wait=False,
+                 logfile=paths.console_log, logappend=True),
+            "-device", "isa-serial,chardev=serial0,id=serial0",
+        ]  # fmt: skip
+    if any(d.bus is DiskBus.SCSI for d in dom.disks):
+        argv += ["-device", "virtio-scsi-pci,id=scsi0"]
+    boot_index = _boot_index(dom)
+    sata = 0
+    for i, disk in enumerate(dom.disks):
+        args = _disk(sata if disk.bus is DiskBus.SATA else i, disk)
+        sata += disk.bus is DiskBus.SATA
+        if disk.target in boot_index:
+            args[-1] += f",bootindex={boot_index[disk.target]}"
+        argv += args
+    for i, nic in enumerate(dom.nics):
+        argv += _nic(i, nic)
+    if dom.graphics.type is GraphicsType.VNC:
+        port = dom.graphics.port
+        display = f"{dom.graphics.listen}:{port - 5900}" if port else f"{dom.graphics.listen}:0"
+        argv += ["-vga", "std", "-display", "none", "-vnc", f"{display},to=99"]
+    else:
+        argv += ["-display", "none", "-vga", "none"]
+    argv += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
+    argv += ["-device", "virtio-rng-pci,id=rng0"]
+    return argv

@@ -1,0 +1,37 @@
+"""The runtime record: everything needed to find and drive a running QEMU again.
+
+Saved by the daemon when a domain starts (argv + resolved domain + identity of
+the process) and read back after a daemon restart to re-attach.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RuntimeRecord:
+    name: str
+    uuid: str
+    id: int
+    pid: int
+    start_time: int
+    argv: list[str]
+    qmp: str
+    serial: str
+    pidfile: str
+    console_log: str
+    run_dir: str
+    accel: str
+    accel_note: str
+    started_at: float
+    domain: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RuntimeRecord:
+        return cls(**json.loads(text))
