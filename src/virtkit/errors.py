@@ -126,7 +126,7 @@ BY_CODE: dict[str, type[VirtkitError]] = {cls.code: cls for cls in HTTP_STATUS}
 def _lookup(table: dict[type[VirtkitError], int], err: VirtkitError) -> int:
     for cls in type(err).__mro__:
         if cls in table:
-            return table[cls]  # type: ignore[index]
+            return table[cls]
     return table[VirtkitError]
 
 
@@ -142,5 +142,7 @@ def from_dict(body: dict[str, Any]) -> VirtkitError:
     """Rebuild an error received from the API (client side)."""
     cls = BY_CODE.get(str(body.get("error", "")), VirtkitError)
     err = VirtkitError.__new__(cls)
-    VirtkitError.__init__(err, str(body.get("message", "unknown error")), **body.get("details", {}))
+    details = body.get("details")  # the API schema allows null
+    message = str(body.get("message", "unknown error"))
+    VirtkitError.__init__(err, message, **(details if isinstance(details, dict) else {}))
     return err

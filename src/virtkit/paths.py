@@ -75,7 +75,9 @@ def paths_for(mode: str | None = None) -> Paths:
         data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local/share")
         xdg_run = os.environ.get("XDG_RUNTIME_DIR")
         state = Path(env_state or data / "virtkit")
-        run = Path(env_run or (Path(xdg_run) / "virtkit" if xdg_run else f"/tmp/virtkit-{os.getuid()}"))
+        run = Path(
+            env_run or (Path(xdg_run) / "virtkit" if xdg_run else f"/tmp/virtkit-{os.getuid()}")
+        )
     return Paths(mode, state, run)
 
 

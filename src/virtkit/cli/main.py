@@ -88,16 +88,22 @@ def cmd_define(ns: argparse.Namespace) -> int:
 
 
 @args(DOMAIN, a("--console", action="store_true", help="attach to the serial console"),
-      a("--force-console", action="store_true", help=argparse.SUPPRESS))  # fmt: skip
+      a("--paused", action="store_true", help="leave the guest paused after start"))  # fmt: skip
 @command("start", "start a (defined) domain")
 def cmd_start(ns: argparse.Namespace) -> int:
     c = client(ns)
-    d = c.action(ns.domain, "start")
+    # With --console, start paused and attach first so no boot output is missed.
+    d = c.action(ns.domain, "start", paused=(ns.paused or ns.console) or None)
     if d.get("warning"):
         warn(d["warning"])
     say(f"Domain '{ns.domain}' started")
     if ns.console:
-        return _console(c, ns.domain, False)
+        from virtkit.client import console
+
+        ws = console.connect(c.socket_path, ns.domain, False)
+        if not ns.paused:
+            c.action(ns.domain, "resume")
+        return console.run(ws, ns.domain)
     return 0
 
 
@@ -163,7 +169,7 @@ def cmd_undefine(ns: argparse.Namespace) -> int:
 @args(DOMAIN, a("--disable", action="store_true", help="do not start it with the daemon"))
 @command("autostart", "start a domain when the daemon starts")
 def cmd_autostart(ns: argparse.Namespace) -> int:
-    client(ns).autostart(ns.domain, not ns.disable)
+    client(ns).set_autostart(ns.domain, not ns.disable)
     say(f"Domain '{ns.domain}' {'unmarked' if ns.disable else 'marked'} as autostarted")
     return 0
 
@@ -179,7 +185,7 @@ def cmd_autostart(ns: argparse.Namespace) -> int:
 def cmd_list(ns: argparse.Namespace) -> int:
     from virtkit.cli.render import domain_table
 
-    rows = client(ns).list(ns.all or ns.inactive)
+    rows = client(ns).list_domains(ns.all or ns.inactive)
     if ns.inactive:
         rows = [r for r in rows if r["id"] is None]
     if ns.name or ns.uuid:
@@ -225,7 +231,7 @@ def cmd_dumpconfig(ns: argparse.Namespace) -> int:
 @args(a("--domain", help="only this domain"), a("--loop", action="store_true",
       help="keep waiting for new events"), a("--timestamp", action="store_true"),
       a("--after", type=int, default=None, help="events after this sequence number"),
-      a("--all", action="store_true", help="print the stored history, not only new events"))  # fmt: skip
+      a("--all", action="store_true", help="print the stored history"))  # fmt: skip
 @command("event", "show domain events")
 def cmd_event(ns: argparse.Namespace) -> int:
     import time
@@ -237,7 +243,9 @@ def cmd_event(ns: argparse.Namespace) -> int:
     while True:
         evs = c.events(after, ns.domain, wait_s=30.0 if ns.loop else 0.0)
         for e in evs:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(e["ts"])) if ns.timestamp else ""
+            stamp = (
+                time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(e["ts"])) if ns.timestamp else ""
+            )
             say(f"{stamp}event #{e['seq']} '{e['type']}' for domain '{e['domain']}': {e['detail']}")
             after = e["seq"]
         sys.stdout.flush()
@@ -263,7 +271,7 @@ def _console(c: Any, name: str, force: bool) -> int:
     from virtkit.client import console
 
     ws = console.connect(c.socket_path, name, force)
-    return console.run(ws, name)
+    return int(console.run(ws, name))
 
 
 @args(DOMAIN, a("--force", action="store_true", help="take the console over from another client"))
@@ -290,7 +298,9 @@ def cmd_version(ns: argparse.Namespace) -> int:
 
     say(f"Compiled against library: virtkit {virtkit.__version__}")
     v = client(ns).version()
-    say(f"Running against daemon: virtkit {v['version']} ({v['mode']} mode, state {v['state_dir']})")
+    say(
+        f"Running against daemon: virtkit {v['version']} ({v['mode']} mode, state {v['state_dir']})"
+    )
     return 0
 
 
@@ -310,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="virtkit: KVM virtual machines with virsh's words",
     )
     p.add_argument("-c", "--connect", default=None, metavar="URI",
-                   help="virtkit:///system, virtkit:///session or unix:///path/to/socket")  # fmt: skip
+                   help="virtkit:///system, virtkit:///session, unix:///path/to/sock")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     seen: set[int] = set()
     for name, (help_, fn) in COMMANDS.items():

@@ -48,7 +48,7 @@ class Client:
     def __init__(self, uri: str | None = None, *, autostart: bool = True,
                  timeout_s: float = 600.0) -> None:  # fmt: skip
         self.socket_path, self._local = socket_for_uri(uri)
-        self.autostart = autostart and self._local is not None
+        self.autostart_daemon = autostart and self._local is not None
         self.timeout_s = timeout_s
         self._conn: _UnixConnection | None = None
 
@@ -60,7 +60,7 @@ class Client:
             try:
                 conn.connect()
             except (FileNotFoundError, ConnectionRefusedError):
-                if not self.autostart or self._local is None:
+                if not self.autostart_daemon or self._local is None:
                     raise DaemonError(
                         f"cannot connect to the virtkit daemon at {self.socket_path}: is "
                         "virtkitd running? start it with `virtkitd` (or `virtkit daemon`)"
@@ -93,7 +93,9 @@ class Client:
                     ) from None
             except TimeoutError:
                 self.close()
-                raise DaemonError(f"the virtkit daemon did not answer within {self.timeout_s:g} s")
+                raise DaemonError(
+                    f"the virtkit daemon did not answer within {self.timeout_s:g} s"
+                ) from None
         if resp.status >= 400:
             try:
                 raise from_dict(json.loads(data))
@@ -113,7 +115,7 @@ class Client:
     def version(self) -> dict[str, Any]:
         return dict(self.request("GET", "/v1/version"))
 
-    def list(self, all_: bool = False) -> list[dict[str, Any]]:
+    def list_domains(self, all_: bool = False) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/domains", query={"all": all_}))
 
     def define_text(self, text: str, source: str) -> dict[str, Any]:
@@ -131,7 +133,7 @@ class Client:
     def undefine(self, name: str) -> None:
         self.request("DELETE", f"/v1/domains/{quote(name, safe='')}")
 
-    def autostart(self, name: str, enabled: bool) -> dict[str, Any]:
+    def set_autostart(self, name: str, enabled: bool) -> dict[str, Any]:
         return dict(self.request("PUT", f"/v1/domains/{quote(name, safe='')}/autostart",
                                  {"enabled": enabled}))  # fmt: skip
 
@@ -141,8 +143,11 @@ class Client:
 
     def events(self, after: int = 0, domain: str | None = None,
                wait_s: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
-        return list(self.request("GET", "/v1/events",
-                                 query={"after": after, "domain": domain, "wait_s": wait_s}))
+        return list(
+            self.request(
+                "GET", "/v1/events", query={"after": after, "domain": domain, "wait_s": wait_s}
+            )
+        )
 
 
 def start_daemon(paths: Paths) -> None:

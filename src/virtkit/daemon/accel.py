@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from virtkit.errors import HostError
 from virtkit.model.domain import Accel
@@ -68,11 +69,9 @@ class AccelResolver:
         return Accel.TCG, f"warning: {reason}; {TCG_NOTE}"
 
 
-def _cached_probe_guest() -> tuple[object, object] | None:
+def _cached_probe_guest() -> tuple[Path, Path] | None:
     """The tiny guest's kernel and initrd if already built (never builds from here)."""
-    try:
-        from virtkit.guests.tiny import cached_tiny
-    except ImportError:
-        return None
-    g = cached_tiny()
+    from virtkit.guests.tiny import find_tiny
+
+    g = find_tiny()
     return (g.kernel, g.initrd) if g is not None else None

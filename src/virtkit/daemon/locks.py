@@ -35,9 +35,11 @@ class OpLocks:
         except TimeoutError:
             op_held, since = self._holders.get(name, ("another operation", time.monotonic()))
             raise BusyError(
-                f"busy: domain {name!r} is held by {op_held} (for {time.monotonic() - since:.1f} s); "
+                f"busy: domain {name!r} is held by {op_held} "
+                f"(for {time.monotonic() - since:.1f} s); "
                 f"waited {wait:g} s for it, try again when it finishes",
-                current=op_held, required="idle",
+                current=op_held,
+                required="idle",
             ) from None
         self._holders[name] = (op, time.monotonic())
         try:

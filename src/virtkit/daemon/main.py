@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 from virtkit.errors import DaemonError, VirtkitError
 from virtkit.paths import Paths, paths_for
@@ -37,10 +38,18 @@ def _lock(paths: Paths) -> int:
 async def serve(paths: Paths) -> None:
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        """uvicorn without its own signal handling: ours stops it and guests keep running."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     from virtkit.daemon.api.app import create_app
     from virtkit.daemon.service import Service
+    from virtkit.daemon.settings import Settings
 
-    svc = Service(paths)
+    svc = Service(paths, settings=Settings.from_env())
     await svc.open()
     app = create_app(svc)
     with contextlib.suppress(FileNotFoundError):
@@ -49,8 +58,7 @@ async def serve(paths: Paths) -> None:
         app, uds=str(paths.socket), log_level="warning", access_log=False, lifespan="off",
         ws_max_size=1 << 20, timeout_graceful_shutdown=2,
     )  # fmt: skip
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

@@ -44,6 +44,7 @@ async def reconcile(svc: Service) -> None:
                 e.state, e.reason = State.SHUTOFF, Reason(r)
             del s
         svc.entries[stored.name] = e
+    jobs = []
     for name, raw in svc.store.load_runtime().items():
         try:
             record = RuntimeRecord.from_json(raw)
@@ -51,20 +52,24 @@ async def reconcile(svc: Service) -> None:
             log.error("dropping unreadable runtime record of %s: %s", name, exc)
             svc.store.drop_runtime(name, State.SHUTOFF, Reason.UNKNOWN)
             continue
-        entry = svc.entries.get(name)
-        await _reconcile_one(svc, name, record, entry)
-    await asyncio.sleep(0)
+        jobs.append(_reconcile_one(svc, name, record, svc.entries.get(name)))
+    await asyncio.gather(*jobs)  # attach concurrently: one stuck monitor must not delay others
     for name, e in list(svc.entries.items()):
         if e.autostart and not e.active:
             asyncio.get_running_loop().create_task(_autostart(svc, name))
 
 
-async def _reconcile_one(svc: Service, name: str, record: RuntimeRecord, entry: Entry | None) -> None:
+async def _reconcile_one(
+    svc: Service, name: str, record: RuntimeRecord, entry: Entry | None
+) -> None:
     if record.pid == 0:
         killed = svc.kill_half_started(record)
         svc.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
-        svc.bus.publish(name, "start-failed",
-                        "daemon stopped during start; " + ("QEMU killed" if killed else "no QEMU"))
+        svc.bus.publish(
+            name,
+            "start-failed",
+            "daemon stopped during start; " + ("QEMU killed" if killed else "no QEMU"),
+        )
         if entry:
             entry.state, entry.reason = State.SHUTOFF, Reason.FAILED
         with contextlib.suppress(OSError):

@@ -21,24 +21,25 @@ from typing import Any
 from virtkit.daemon.accel import AccelResolver
 from virtkit.daemon.events import EventBus
 from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
 from virtkit.errors import ConfigError, NotFoundError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
-from virtkit.model.domain import Domain, DiskDevice, normalize
+from virtkit.model.domain import DiskDevice, Domain, normalize
 from virtkit.model.state import ACTIVE_STATES, Reason, State
 from virtkit.paths import Paths
 from virtkit.qemu import caps as capsmod
 from virtkit.qemu.argv import RunPaths, build_argv
 from virtkit.runtime import proc
 from virtkit.runtime.record import RuntimeRecord
-from virtkit.runtime.supervisor import Actions, Hooks, Supervisor, read_pidfile
+from virtkit.runtime.supervisor import Hooks, Policy, Supervisor, read_pidfile
 
 log = logging.getLogger("virtkit.daemon")
 
 
 def random_mac() -> str:
     b = os.urandom(3)
-    return "52:54:00:%02x:%02x:%02x" % (b[0], b[1], b[2])
+    return f"52:54:00:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
 
 
 @dataclass
@@ -65,11 +66,12 @@ class Service:
         *,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
         new_mac: Callable[[], str] = random_mac,
-        lock_wait_s: float = 30.0,
+        settings: Settings | None = None,
     ) -> None:
         self.paths = paths
+        self.settings = settings or Settings()
         self.store = Store(paths.db)
-        self.locks = OpLocks(lock_wait_s)
+        self.locks = OpLocks(self.settings.lock_wait_s)
         self.bus = EventBus(self.store)
         self.accel = AccelResolver(paths)
         self.new_uuid = new_uuid
@@ -152,8 +154,10 @@ class Service:
 
     async def define(self, text: str | None = None, config: dict[str, Any] | None = None,
                      source: str = "domain") -> Domain:  # fmt: skip
-        dom = domain_from_text(text, source) if text is not None else domain_from_mapping(
-            config or {}, source
+        dom = (
+            domain_from_text(text, source)
+            if text is not None
+            else domain_from_mapping(config or {}, source)
         )
         self._check_files(dom)
         existing = self.entries.get(dom.name)
@@ -184,7 +188,8 @@ class Service:
             if e.active:
                 raise StateError(
                     f"domain {name!r} is {e.state}; destroy or shut it down before undefining it",
-                    current=str(e.state), required="shut off",
+                    current=str(e.state),
+                    required="shut off",
                 )
             self.store.delete_domain(name)
             del self.entries[name]
@@ -207,7 +212,7 @@ class Service:
             self._caps[binary] = cached
         return cached
 
-    async def start(self, name: str) -> Entry:
+    async def start(self, name: str, paused: bool = False) -> Entry:
         async with self.locks.hold(name, "start"):
             e = self.entry(name)
             if e.active:
@@ -237,10 +242,12 @@ class Service:
             # Write the record before spawning: a daemon killed mid-start finds it on restart
             # and rolls the half-started QEMU back (pid 0 = "starting").
             self.store.put_runtime(name, record.to_json(), State.SHUTOFF, Reason.STARTING)
-            actions = Actions(dom.on_poweroff, dom.on_reboot, dom.on_crash)
             log_path = str(self.paths.log_dir / f"{name}.log")
             try:
-                sup = await Supervisor.launch(record, log_path, self.hooks, actions)
+                sup = await Supervisor.launch(
+                    record, log_path, self.hooks, self.policy(dom), paused=paused,
+                    timeout_s=self.settings.launch_timeout_s,
+                )  # fmt: skip
             except BaseException:
                 self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
                 e.state, e.reason = State.SHUTOFF, Reason.FAILED
@@ -255,13 +262,17 @@ class Service:
                 self._on_exit(sup, await sup.wait_exit())
             return e
 
+    def policy(self, dom: Domain) -> Policy:
+        return Policy(dom.on_poweroff, dom.on_reboot, dom.on_crash, self.settings.qmp_timeout_s)
+
     def _running(self, name: str, op: str) -> Supervisor:
         e = self.entry(name)
         if e.sup is None or not e.sup.alive:
             raise StateError(
                 f"cannot {op} domain {name!r}: it is not running; start it with "
                 f"`virtkit start {name}`",
-                current=str(e.state), required="running",
+                current=str(e.state),
+                required="running",
             )
         return e.sup
 
@@ -272,7 +283,8 @@ class Service:
                 raise StateError(
                     f"domain {name!r} is paused and cannot react to the power button; "
                     f"resume it first (`virtkit resume {name}`) or destroy it",
-                    current="paused", required="running",
+                    current="paused",
+                    required="running",
                 )
             await sup.shutdown()
             self.bus.publish(name, "shutdown-requested", "ACPI power button")
@@ -283,7 +295,8 @@ class Service:
                 raise StateError(
                     f"domain {name!r} did not power off within {wait_s:g} s of the ACPI power "
                     "button; the guest may ignore it: use `virtkit destroy` to stop it",
-                    current=str(sup.state), required="shut off",
+                    current=str(sup.state),
+                    required="shut off",
                 ) from None
         return self.entry(name)
 
@@ -375,7 +388,8 @@ class Service:
                 raise StateError(
                     f"the console of domain {name!r} is in use by another client; "
                     "use --force to take it over",
-                    current="console in use", required="console free",
+                    current="console in use",
+                    required="console free",
                 )
             sup.console_close()
             await asyncio.sleep(0.05)
@@ -397,9 +411,7 @@ class Service:
     # -- attach used by reconcile -----------------------------------------------------------
 
     async def adopt(self, e: Entry, record: RuntimeRecord) -> None:
-        dom = e.domain
-        actions = Actions(dom.on_poweroff, dom.on_reboot, dom.on_crash)
-        sup = await Supervisor.attach(record, self.hooks, actions)
+        sup = await Supervisor.attach(record, self.hooks, self.policy(e.domain))
         e.sup = sup
         e.state, e.reason = sup.state, sup.reason
 

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS domains (
   name TEXT PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
   autostart INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runtime (name TEXT PRIMARY KEY, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS domstate (name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS domstate (
+  name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, domain TEXT NOT NULL,
   type TEXT NOT NULL, detail TEXT NOT NULL);
@@ -101,7 +102,9 @@ class Store:
                     (name, uuid, json.dumps(config), now, now),
                 )
         except sqlite3.IntegrityError:
-            raise ConfigError(f"a domain named {name!r} or with uuid {uuid} already exists") from None
+            raise ConfigError(
+                f"a domain named {name!r} or with uuid {uuid} already exists"
+            ) from None
 
     def update_domain(self, name: str, config: dict[str, Any]) -> None:
         with self.tx() as db:
@@ -160,7 +163,9 @@ class Store:
                 db.execute("DELETE FROM events WHERE seq <= ?", (seq - MAX_EVENTS,))
         return seq
 
-    def events(self, after: int = 0, domain: str | None = None, limit: int = 1000) -> list[StoredEvent]:
+    def events(
+        self, after: int = 0, domain: str | None = None, limit: int = 1000
+    ) -> list[StoredEvent]:
         q = "SELECT seq, ts, domain, type, detail FROM events WHERE seq > ?"
         args: list[Any] = [after]
         if domain:

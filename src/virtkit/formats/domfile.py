@@ -7,6 +7,7 @@ error naming the field; every validation failure is reported with its field path
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -16,6 +17,20 @@ from virtkit.errors import ConfigError
 from virtkit.model.domain import Domain
 
 MAX_FILE_BYTES = 1 << 20
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 base-60 numbers: unquoted 52:54:00:12:34:56 is a MAC."""
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, re.compile("(?!.*:)" + rx.pattern, rx.flags) if tag in _NUMBER_TAGS else rx)
+        for tag, rx in resolvers
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def describe_validation(err: ValidationError, source: str) -> str:
@@ -37,12 +52,11 @@ def parse_mapping(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: file is larger than 1 MiB; a domain definition is smaller")
     stripped = text.lstrip()
     try:
-        if stripped.startswith("{"):
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = json.loads(text) if stripped.startswith("{") else yaml.load(text, _Loader)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{source}: not valid YAML or JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a domain definition") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: expected a mapping of fields (name: ..., memory_mib: ...), "

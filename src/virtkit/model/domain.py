@@ -27,7 +27,7 @@ MAX_VCPUS = 1024  # QEMU's hard ceiling; the machine type's own limit is checked
 
 def check_name(name: str, what: str = "domain") -> str:
     """Validate an object name; raise ValueError with the rule and a fix."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:60]}..."
         raise ValueError(
             f"invalid {what} name {shown!r}: use 1-64 letters, digits, '-', '_' or '.', "
@@ -178,7 +178,7 @@ class Nic(_Strict):
         if v is None:
             return None
         v = v.lower()
-        if not MAC_RE.match(v):
+        if not MAC_RE.fullmatch(v):
             raise ValueError(f"invalid MAC address {v!r}: use six hex pairs like 52:54:00:12:34:56")
         if int(v[:2], 16) & 1:
             raise ValueError(f"MAC address {v!r} is multicast; the first octet must be even")
@@ -195,7 +195,8 @@ class Nic(_Strict):
 
 class Graphics(_Strict):
     type: GraphicsType = GraphicsType.NONE
-    listen: str = "127.0.0.1"
+    # An address or host name only: it is spliced into QEMU's -vnc option string.
+    listen: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9_.:\[\]-]{1,255}$")
     port: int | None = Field(default=None, ge=5900, le=65535)
 
 

@@ -62,7 +62,7 @@ def opts(*parts: str, **kv: str | int | bool) -> str:
 def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
     info = caps.resolve_machine(dom.machine)
     if info is None:
-        known = ", ".join(sorted(caps.aliases) + ["..."])
+        known = ", ".join([*sorted(caps.aliases), "..."])
         raise ConfigError(
             f"machine type {dom.machine!r} is not supported by QEMU {caps.version} "
             f"({caps.binary}); try one of: {known}"
@@ -89,15 +89,17 @@ def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
 def _disk(i: int, disk: Disk) -> list[str]:
     node = f"drive-{disk.target}"
     fmt = disk.format.value if disk.format else "raw"
-    cache_direct = disk.cache.value in ("none", "directsync")
-    no_flush = disk.cache.value == "unsafe"
+    # -blockdev spells these with a dot (cache.direct); opts() would turn '_' into '-'.
+    cache: dict[str, bool] = {
+        "cache.direct": disk.cache.value in ("none", "directsync"),
+        "cache.no-flush": disk.cache.value == "unsafe",
+    }
     proto = opts(
         driver="file", filename=disk.path, node_name=f"{node}-file",
-        read_only=disk.readonly, cache_direct=cache_direct, cache_no_flush=no_flush,
+        read_only=disk.readonly, **cache,
     )  # fmt: skip
     fmtnode = opts(
-        driver=fmt, file=f"{node}-file", node_name=node, read_only=disk.readonly,
-        cache_direct=cache_direct, cache_no_flush=no_flush,
+        driver=fmt, file=f"{node}-file", node_name=node, read_only=disk.readonly, **cache,
     )  # fmt: skip
     args = ["-blockdev", proto, "-blockdev", fmtnode]
     if disk.bus is DiskBus.VIRTIO:

@@ -9,6 +9,7 @@ cached per binary identity (realpath, size, mtime).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -105,15 +106,15 @@ async def _query(binary: str, timeout_s: float) -> Caps:
     qmp = QMPClient("caps")
     try:
         await asyncio.wait_for(qmp.connect(ours), timeout_s)
-        version = await qmp.execute("query-version")
-        machines = await qmp.execute("query-machines")
-        cpus = await qmp.execute("query-cpu-definitions")
-        types = await qmp.execute("qom-list-types", {"abstract": False})
-        kvm = await qmp.execute("query-kvm")
+        version: Any = await qmp.execute("query-version")
+        machines: Any = await qmp.execute("query-machines")
+        cpus: Any = await qmp.execute("query-cpu-definitions")
+        types: Any = await qmp.execute("qom-list-types", {"abstract": False})
+        kvm: Any = await qmp.execute("query-kvm")
         q = version["qemu"]
         minfo: dict[str, MachineInfo] = {}
         aliases: dict[str, str] = {}
-        for m in machines:  # type: ignore[attr-defined]
+        for m in machines:
             minfo[m["name"]] = MachineInfo(
                 m["name"], m.get("alias"), int(m.get("cpu-max", 1)), bool(m.get("is-default"))
             )
@@ -123,8 +124,8 @@ async def _query(binary: str, timeout_s: float) -> Caps:
             binary=binary,
             version=f"{q['major']}.{q['minor']}.{q['micro']}",
             machines=minfo,
-            cpu_models=frozenset(c["name"] for c in cpus),  # type: ignore[attr-defined]
-            devices=frozenset(t["name"] for t in types),  # type: ignore[attr-defined]
+            cpu_models=frozenset(c["name"] for c in cpus),
+            devices=frozenset(t["name"] for t in types),
             kvm_present=bool(kvm["present"]),
             key=binary_key(binary),
             aliases=aliases,
@@ -137,10 +138,8 @@ async def _query(binary: str, timeout_s: float) -> Caps:
             f"could not ask {binary} for its capabilities: {exc!r} {err.decode(errors='replace')}"
         ) from None
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(qmp.disconnect(), 2)
-        except Exception:
-            pass
         ours.close()
         proc.kill()
         proc.wait()

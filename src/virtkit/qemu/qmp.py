@@ -9,7 +9,8 @@ disconnected, it cannot grow our memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,14 @@ class Monitor:
     Raises: every public coroutine raises ``QmpError`` on failure or timeout.
     """
 
-    def __init__(self, name: str, socket_path: str) -> None:
+    def __init__(
+        self, name: str, socket_path: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+        on_timeout: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
         self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self.on_timeout = on_timeout
         self._client = QMPClient(name, readbuflen=READ_LIMIT_BYTES)
         self._listener = EventListener()
         self._client.register_listener(self._listener)
@@ -65,27 +71,28 @@ class Monitor:
             raise QmpError(f"cannot connect to QEMU monitor {self.socket_path}: {exc}") from None
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError):
             await asyncio.wait_for(self._client.disconnect(), 5)
-        except (QMPError, OSError, EOFError, TimeoutError):
-            pass
 
     async def execute(
-        self, cmd: str, args: dict[str, Any] | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+        self, cmd: str, args: dict[str, Any] | None = None, *, timeout_s: float | None = None
     ) -> Any:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             return await asyncio.wait_for(self._client.execute(cmd, args), timeout_s)
         except TimeoutError:
+            if self.on_timeout is not None:
+                self.on_timeout()
             raise QmpError(f"QEMU did not answer {cmd!r} within {timeout_s:g} s") from None
         except ExecuteError as exc:
-            raise QmpError(f"QEMU refused {cmd!r}: {exc.error.desc}", qmp_class=exc.error_class)
+            raise QmpError(f"QEMU refused {cmd!r}: {exc}", qmp_class=exc.error_class) from None
         except (QMPError, OSError, EOFError) as exc:
             raise QmpError(f"QEMU monitor connection lost during {cmd!r}: {exc!r}") from None
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield events until the connection ends."""
         while True:
-            msg = await self._listener.get()
+            msg: dict[str, Any] = dict(await self._listener.get())
             ts = msg.get("timestamp", {})
             stamp = float(ts.get("seconds", 0)) + float(ts.get("microseconds", 0)) / 1e6
             yield Event(str(msg["event"]), dict(msg.get("data", {})), stamp)
@@ -97,7 +104,7 @@ class Monitor:
 
     # -- typed commands -------------------------------------------------------------------
 
-    async def query_status(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Status:
+    async def query_status(self, timeout_s: float | None = None) -> Status:
         r = await self.execute("query-status", timeout_s=timeout_s)
         return Status(bool(r["running"]), str(r["status"]))
 

@@ -33,6 +33,7 @@ LAUNCH_TIMEOUT_S = 30.0
 TERM_TIMEOUT_S = 10.0
 QUIT_TIMEOUT_S = 5.0
 RECONNECT_INTERVAL_S = 1.0
+ATTACH_TIMEOUT_S = 2.0
 LOG_TAIL_BYTES = 4096
 
 
@@ -46,10 +47,13 @@ class Hooks:
 
 
 @dataclass(frozen=True)
-class Actions:
+class Policy:
+    """What to do on guest power-off/reboot/crash, and how long to wait for QMP."""
+
     on_poweroff: Action = Action.DESTROY
     on_reboot: Action = Action.RESTART
     on_crash: Action = Action.DESTROY
+    qmp_timeout_s: float = 10.0
 
 
 def log_tail(path: str, limit: int = LOG_TAIL_BYTES) -> str:
@@ -68,16 +72,17 @@ def clean_env() -> dict[str, str]:
 
 
 class Supervisor:
-    def __init__(self, record: RuntimeRecord, hooks: Hooks, actions: Actions) -> None:
+    def __init__(self, record: RuntimeRecord, hooks: Hooks, policy: Policy) -> None:
         self.record = record
         self.hooks = hooks
-        self.actions = actions
+        self.policy = policy
         self.state = State.RUNNING
         self.reason = Reason.BOOTED
         self.monitor: Monitor | None = None
         self._exited: asyncio.Future[Reason] = asyncio.get_running_loop().create_future()
         self._expect: Reason | None = None
         self._reboot_pending = False
+        self._recovering = False
         self._pidfd: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,8 +100,9 @@ class Supervisor:
 
     @classmethod
     async def launch(
-        cls, record: RuntimeRecord, log_path: str, hooks: Hooks, actions: Actions,
+        cls, record: RuntimeRecord, log_path: str, hooks: Hooks, policy: Policy,
         pass_fds: tuple[int, ...] = (), timeout_s: float = LAUNCH_TIMEOUT_S,
+        paused: bool = False,
     ) -> Supervisor:  # fmt: skip
         """Spawn QEMU from record.argv, attach QMP, and start the guest.
 
@@ -123,7 +129,7 @@ class Supervisor:
                     exit_code=None, argv=record.argv, log_tail="",
                 ) from None  # fmt: skip
         record.pid = popen.pid
-        sup = cls(record, hooks, actions)
+        sup = cls(record, hooks, policy)
         sup._popen = popen
         try:
             await sup._wait_for_monitor(timeout_s, log_path, log_start)
@@ -132,7 +138,8 @@ class Supervisor:
                 raise QmpError("QEMU exited right after start")
             record.start_time = st
             sup._watch_exit()
-            await sup._require_monitor().cont()
+            if not paused:
+                await sup._require_monitor().cont()
         except (QmpError, LaunchError) as exc:
             await sup._kill_now()
             if isinstance(exc, LaunchError):
@@ -142,7 +149,9 @@ class Supervisor:
                 f"QEMU for domain {record.name!r} did not start: {exc.message}",
                 exit_code=code, argv=record.argv, log_tail=_tail_from(log_path, log_start),
             ) from None  # fmt: skip
-        sup.state, sup.reason = State.RUNNING, Reason.BOOTED
+        sup.state, sup.reason = (
+            (State.PAUSED, Reason.USER) if paused else (State.RUNNING, Reason.BOOTED)
+        )
         sup._spawn(sup._monitor_loop(connected=True))
         return sup
 
@@ -163,17 +172,27 @@ class Supervisor:
                 raise QmpError(f"no QMP socket after {timeout_s:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-        mon = Monitor(self.record.name, self.record.qmp)
+        mon = self._new_monitor()
         await mon.connect(max(0.5, deadline - time.monotonic()))
         self.monitor = mon
 
     @classmethod
-    async def attach(cls, record: RuntimeRecord, hooks: Hooks, actions: Actions) -> Supervisor:
+    async def attach(cls, record: RuntimeRecord, hooks: Hooks, policy: Policy) -> Supervisor:
         """Re-attach to a QEMU started by an earlier daemon (identity already checked)."""
-        sup = cls(record, hooks, actions)
+        sup = cls(record, hooks, policy)
         sup._watch_exit()
         sup.state, sup.reason = State.UNKNOWN, Reason.NO_MONITOR
-        sup._spawn(sup._monitor_loop(connected=False))
+        mon = sup._new_monitor()
+        try:
+            await mon.connect(timeout_s=ATTACH_TIMEOUT_S)
+            status = await mon.query_status(timeout_s=ATTACH_TIMEOUT_S)
+        except QmpError:
+            await mon.close()
+            sup._spawn(sup._monitor_loop(connected=False))
+            return sup
+        sup.monitor = mon
+        sup._apply_status(status.status)
+        sup._spawn(sup._monitor_loop(connected=True))
         return sup
 
     def _watch_exit(self) -> None:
@@ -191,6 +210,36 @@ class Supervisor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _new_monitor(self) -> Monitor:
+        return Monitor(self.name, self.record.qmp, timeout_s=self.policy.qmp_timeout_s,
+                       on_timeout=self._monitor_stalled)  # fmt: skip
+
+    def _monitor_stalled(self) -> None:
+        """A QMP command timed out: the state is unknown until the monitor answers again."""
+        if not self.alive or self._recovering:
+            return
+        self._recovering = True
+        self._set_state(State.UNKNOWN, Reason.NO_MONITOR)
+        self._spawn(self._recover())
+
+    async def _recover(self) -> None:
+        try:
+            while self.alive:
+                mon = self.monitor
+                if mon is not None and mon.connected:
+                    try:
+                        status = await mon.execute(
+                            "query-status", timeout_s=RECONNECT_INTERVAL_S * 5
+                        )
+                    except QmpError:
+                        await asyncio.sleep(RECONNECT_INTERVAL_S)
+                        continue
+                    self._apply_status(str(status["status"]))
+                    return
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+        finally:
+            self._recovering = False
+
     def _require_monitor(self) -> Monitor:
         if self.monitor is None or not self.monitor.connected:
             raise QmpError(
@@ -204,7 +253,7 @@ class Supervisor:
     async def _monitor_loop(self, connected: bool) -> None:
         while self.alive:
             if not connected:
-                mon = Monitor(self.name, self.record.qmp)
+                mon = self._new_monitor()
                 try:
                     await mon.connect(timeout_s=5.0)
                     status = await mon.query_status(timeout_s=5.0)
@@ -274,11 +323,11 @@ class Supervisor:
     async def _after_guest_shutdown(self, why: str) -> None:
         """QEMU is stopped after a guest-side shutdown (-no-shutdown): decide what next."""
         if why == "guest-panic":
-            action, reason = self.actions.on_crash, Reason.CRASHED
+            action, reason = self.policy.on_crash, Reason.CRASHED
         elif why == "guest-reset":
-            action, reason = self.actions.on_reboot, Reason.SHUTDOWN
+            action, reason = self.policy.on_reboot, Reason.SHUTDOWN
         else:
-            action, reason = self.actions.on_poweroff, Reason.SHUTDOWN
+            action, reason = self.policy.on_poweroff, Reason.SHUTDOWN
         if self._reboot_pending:
             self._reboot_pending = False
             action = Action.RESTART
@@ -342,17 +391,17 @@ class Supervisor:
 
     async def _quit(self, reason: Reason) -> None:
         self._expect = reason
-        try:
+        with contextlib.suppress(QmpError):  # the connection drops as QEMU exits
             await self._require_monitor().quit()
-        except QmpError:
-            pass  # the connection drops as QEMU exits; the pidfd tells the truth
         try:
             await self.wait_exit(QUIT_TIMEOUT_S)
         except TimeoutError:
             proc.kill(self.record.pid, signal.SIGKILL)
             await self.wait_exit(QUIT_TIMEOUT_S)
 
-    async def _terminate(self, reason: Reason, graceful: bool, timeout_s: float = TERM_TIMEOUT_S) -> None:
+    async def _terminate(
+        self, reason: Reason, graceful: bool, timeout_s: float = TERM_TIMEOUT_S
+    ) -> None:
         self._expect = reason
         proc.kill(self.record.pid, signal.SIGTERM)
         try:
@@ -363,7 +412,8 @@ class Supervisor:
                 raise StateError(
                     f"domain {self.name!r} did not stop within {timeout_s:g} s of SIGTERM; "
                     "run destroy without --graceful to kill it",
-                    current=str(self.state), required="shut off",
+                    current=str(self.state),
+                    required="shut off",
                 ) from None
             proc.kill(self.record.pid, signal.SIGKILL)
             await self.wait_exit(timeout_s)

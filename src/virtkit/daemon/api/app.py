@@ -79,9 +79,7 @@ def create_app(svc: Service) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]
-        ]
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]]
         return JSONResponse({"error": "config", "message": "invalid request: " + "; ".join(lines)},
                             status_code=400)  # fmt: skip
 
@@ -91,7 +89,7 @@ def create_app(svc: Service) -> FastAPI:
                          state_dir=str(svc.paths.state_dir))  # fmt: skip
 
     @app.get("/v1/domains", response_model=list[s.DomainSummary], tags=["domains"])
-    async def list_domains(all: bool = False) -> list[dict[str, Any]]:  # noqa: A002
+    async def list_domains(all: bool = False) -> list[dict[str, Any]]:
         return svc.list(all)
 
     @app.post("/v1/domains", response_model=s.DomainSummary, status_code=201, tags=["domains"])
@@ -117,8 +115,8 @@ def create_app(svc: Service) -> FastAPI:
         return svc.summary(svc.entry(name))
 
     @app.post("/v1/domains/{name}/start", response_model=s.StartResult, tags=["lifecycle"])
-    async def start(name: str) -> dict[str, Any]:
-        e = await svc.start(name)
+    async def start(name: str, paused: bool = False) -> dict[str, Any]:
+        e = await svc.start(name, paused)
         rec = e.sup.record if e.sup else None
         return svc.summary(e) | {"warning": rec.accel_note if rec else "",
                                  "accel": rec.accel if rec else ""}  # fmt: skip
@@ -173,7 +171,8 @@ async def _console(svc: Service, ws: WebSocket, name: str, force: bool) -> None:
         await ws.close(code=4000 + http_status(exc))
         return
     await ws.send_json({"ok": True})
-    close_cb = svc.entry(name).sup.console_close if svc.entry(name).sup else None
+    sup = svc.entry(name).sup
+    close_cb = sup.console_close if sup is not None else None
 
     async def guest_to_client() -> None:
         while True:

@@ -1,0 +1,5 @@
+import sys
+
+from virtkit.cli.main import main
+
+sys.exit(main())
