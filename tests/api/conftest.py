@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -43,7 +43,8 @@ def spec() -> dict[str, Any]:
 
 @cache
 def registry() -> Registry[Any]:
-    return Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec()))
+    reg: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec()))
+    return reg
 
 
 def pointer(*parts: str) -> str:
@@ -81,16 +82,33 @@ def check_response(method: str, url: str, resp: httpx.Response) -> None:
         assert resp.content == b"", f"{method} {url}: {status} must have no body"
         return
     assert resp.headers["content-type"].startswith("application/json")
-    validate(resp.json(), "paths", template, method.lower(), "responses", key, "content",
-             "application/json", "schema")  # fmt: skip
+    validate(
+        resp.json(),
+        "paths",
+        template,
+        method.lower(),
+        "responses",
+        key,
+        "content",
+        "application/json",
+        "schema",
+    )
 
 
 def check_request(method: str, url: str, body: Any) -> None:
     template = path_template(urlsplit(url).path)
     op = spec()["paths"][template][method.lower()]
     assert "requestBody" in op, f"{method} {template} takes no body"
-    validate(body, "paths", template, method.lower(), "requestBody", "content",
-             "application/json", "schema")  # fmt: skip
+    validate(
+        body,
+        "paths",
+        template,
+        method.lower(),
+        "requestBody",
+        "content",
+        "application/json",
+        "schema",
+    )
 
 
 @dataclass
@@ -102,9 +120,14 @@ class Api:
     files: Path
 
     async def call(
-        self, method: str, url: str, *, json_body: Any = None, expect: int | None = None,
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        expect: int | None = None,
         **kw: Any,
-    ) -> httpx.Response:  # fmt: skip
+    ) -> httpx.Response:
         if json_body is not None and expect is not None and expect < 400:
             check_request(method, url, json_body)
         if json_body is not None:

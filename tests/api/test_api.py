@@ -14,22 +14,17 @@ from tests.api.conftest import MACS, UUIDS, Api, Scenario, validate
 
 Run = Callable[[Scenario], None]
 
-# FastAPI reports body-parsing failures and unknown routes with Starlette's HTTPException,
-# which renders as {"detail": ...}, not as the documented ErrorBody. The fix belongs in
-# daemon/api/app.py (an HTTPException handler that answers with ErrorBody); when it lands
-# these tests XPASS and strict mode asks for the marker to be removed.
-NEEDS_HTTP_ERROR_HANDLER = pytest.mark.xfail(
-    strict=True, reason="app.py renders Starlette HTTPException as {'detail': ...}"
-)
-
 YAML = "name: web\nmemory_mib: 256\nvcpus: 1\nmax_vcpus: 2\n"
 
 
 def test_version(api: Run) -> None:
     async def scenario(c: Api) -> None:
         body = await c.get("/v1/version")
-        assert body == {"version": virtkit.__version__, "mode": "session",
-                        "state_dir": str(c.svc.paths.state_dir)}  # fmt: skip
+        assert body == {
+            "version": virtkit.__version__,
+            "mode": "session",
+            "state_dir": str(c.svc.paths.state_dir),
+        }
 
     api(scenario)
 
@@ -37,8 +32,15 @@ def test_version(api: Run) -> None:
 def test_define_yaml_then_list_info_config(api: Run) -> None:
     async def scenario(c: Api) -> None:
         created = await c.define_yaml(YAML)
-        assert created == {"id": None, "name": "web", "uuid": UUIDS[0], "state": "shut off",
-                           "reason": "unknown", "autostart": False, "persistent": True}  # fmt: skip
+        assert created == {
+            "id": None,
+            "name": "web",
+            "uuid": UUIDS[0],
+            "state": "shut off",
+            "reason": "unknown",
+            "autostart": False,
+            "persistent": True,
+        }
         assert await c.get("/v1/domains") == []
         assert await c.get("/v1/domains", params={"all": "true"}) == [created]
         info = await c.get("/v1/domains/web")
@@ -62,8 +64,9 @@ def test_define_json_config_fills_macs_and_targets(api: Run) -> None:
         created = await c.define({"config": config})
         assert created["name"] == "db"
         stored = await c.get("/v1/domains/db/config")
-        assert stored["disks"] == [{"path": disk, "format": "qcow2", "bus": "virtio",
-                                    "target": "vda"}]  # fmt: skip
+        assert stored["disks"] == [
+            {"path": disk, "format": "qcow2", "bus": "virtio", "target": "vda"}
+        ]
         assert [n.get("mac") for n in stored["nics"]] == MACS[:2]
 
     api(scenario)
@@ -137,18 +140,21 @@ def test_autostart(api: Run) -> None:
         ("name: web\nmemroy_mib: 512\n", ["memroy_mib", "unknown field"]),
         ("name: web\nvcpus: 100000\n", ["vcpus", "less than or equal to 1024"]),
         ("name: web\nnics:\n  - mac: 01:00:5e:00:00:01\n", ["nics.0.mac", "multicast"]),
-        ("name: web\nboot:\n  kernel: /nonexistent/vmlinuz\n", ["kernel /nonexistent/vmlinuz",
-                                                                "do not exist"]),
+        (
+            "name: web\nboot:\n  kernel: /nonexistent/vmlinuz\n",
+            ["kernel /nonexistent/vmlinuz", "do not exist"],
+        ),
         ("name: web\ndisks:\n  - path: /nonexistent/a.img\n", ["disk image /nonexistent/a.img"]),
         ("memory_mib: 512\n", ["name: required field is missing"]),
         ("[1, 2]\n", ["expected a mapping"]),
         ("name: [\n", ["not valid YAML or JSON"]),
     ],
-)  # fmt: skip
+)
 def test_define_errors(api: Run, text: str, words: list[str]) -> None:
     async def scenario(c: Api) -> None:
-        msg = await c.error("POST", "/v1/domains", 400, "config",
-                            json_body={"text": text, "source": "bad.yaml"})  # fmt: skip
+        msg = await c.error(
+            "POST", "/v1/domains", 400, "config", json_body={"text": text, "source": "bad.yaml"}
+        )
         for word in words:
             assert word in msg
         assert await c.get("/v1/domains", params={"all": "true"}) == []
@@ -158,8 +164,13 @@ def test_define_errors(api: Run, text: str, words: list[str]) -> None:
 
 def test_define_error_in_json_config_names_the_field(api: Run) -> None:
     async def scenario(c: Api) -> None:
-        msg = await c.error("POST", "/v1/domains", 400, "config",
-                            json_body={"config": {"name": "x", "vcpu": 2}, "source": "api"})  # fmt: skip
+        msg = await c.error(
+            "POST",
+            "/v1/domains",
+            400,
+            "config",
+            json_body={"config": {"name": "x", "vcpu": 2}, "source": "api"},
+        )
         assert msg.startswith("api: invalid domain definition")
         assert "vcpu: unknown field" in msg
 
@@ -181,8 +192,13 @@ def test_define_duplicate_name(api: Run) -> None:
 def test_define_duplicate_uuid(api: Run) -> None:
     async def scenario(c: Api) -> None:
         await c.define_yaml(YAML)
-        msg = await c.error("POST", "/v1/domains", 400, "config",
-                            json_body={"text": f"name: other\nuuid: {UUIDS[0]}\n"})  # fmt: skip
+        msg = await c.error(
+            "POST",
+            "/v1/domains",
+            400,
+            "config",
+            json_body={"text": f"name: other\nuuid: {UUIDS[0]}\n"},
+        )
         assert f"uuid {UUIDS[0]} is already used by domain 'web'" in msg
 
     api(scenario)
@@ -202,8 +218,14 @@ def test_define_bad_request_bodies(api: Run, body: dict[str, object]) -> None:
 
 def test_define_not_json(api: Run) -> None:
     async def scenario(c: Api) -> None:
-        await c.error("POST", "/v1/domains", 400, "config", content=b"name: web",
-                      headers={"content-type": "application/json"})  # fmt: skip
+        await c.error(
+            "POST",
+            "/v1/domains",
+            400,
+            "config",
+            content=b"name: web",
+            headers={"content-type": "application/json"},
+        )
 
     api(scenario)
 
@@ -270,8 +292,9 @@ def test_busy_domain_is_409_naming_the_operation(api: Run) -> None:
 def test_query_parameter_errors(api: Run) -> None:
     async def scenario(c: Api) -> None:
         await c.define_yaml(YAML)
-        msg = await c.error("POST", "/v1/domains/web/shutdown", 400, "config",
-                            params={"wait_s": "-1"})  # fmt: skip
+        msg = await c.error(
+            "POST", "/v1/domains/web/shutdown", 400, "config", params={"wait_s": "-1"}
+        )
         assert "wait_s" in msg
         await c.error("GET", "/v1/events", 400, "config", params={"after": "-5"})
         await c.error("GET", "/v1/events", 400, "config", params={"limit": "0"})
@@ -290,7 +313,6 @@ def test_body_over_1_mib_is_413(api: Run) -> None:
     api(scenario)
 
 
-@NEEDS_HTTP_ERROR_HANDLER
 def test_chunked_body_over_1_mib_is_refused(api: Run) -> None:
     async def scenario(c: Api) -> None:
         async def chunks() -> AsyncIterator[bytes]:
@@ -299,8 +321,9 @@ def test_chunked_body_over_1_mib_is_refused(api: Run) -> None:
                 yield b"x" * 65536
             yield b'"}'
 
-        resp = await c.call("POST", "/v1/domains", content=chunks(),
-                            headers={"content-type": "application/json"})  # fmt: skip
+        resp = await c.call(
+            "POST", "/v1/domains", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert resp.status_code in (400, 413)
         assert resp.json()["error"] == "config"
         assert await c.get("/v1/domains", params={"all": "true"}) == []
@@ -308,13 +331,13 @@ def test_chunked_body_over_1_mib_is_refused(api: Run) -> None:
     api(scenario)
 
 
-@NEEDS_HTTP_ERROR_HANDLER
 @pytest.mark.parametrize("depth", [1000, 100_000])
 def test_deeply_nested_json_is_4xx(api: Run, depth: int) -> None:
     async def scenario(c: Api) -> None:
         nested = b'{"config": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
-        resp = await c.call("POST", "/v1/domains", content=nested,
-                            headers={"content-type": "application/json"})  # fmt: skip
+        resp = await c.call(
+            "POST", "/v1/domains", content=nested, headers={"content-type": "application/json"}
+        )
         assert 400 <= resp.status_code < 500, resp.text[:500]
         assert resp.json()["error"] == "config"
 
@@ -358,7 +381,6 @@ def test_events(api: Run) -> None:
     api(scenario)
 
 
-@NEEDS_HTTP_ERROR_HANDLER
 def test_unknown_route_and_method_give_error_bodies(api: Run) -> None:
     async def scenario(c: Api) -> None:
         for method, url, status in (("GET", "/v1/nosuch", 404), ("PATCH", "/v1/domains", 405)):
@@ -374,8 +396,13 @@ def test_moderately_nested_config_is_a_config_error(api: Run) -> None:
         nested: object = 1
         for _ in range(200):
             nested = {"a": nested}
-        msg = await c.error("POST", "/v1/domains", 400, "config",
-                            json_body={"config": {"name": "x", "boot": nested}})  # fmt: skip
+        msg = await c.error(
+            "POST",
+            "/v1/domains",
+            400,
+            "config",
+            json_body={"config": {"name": "x", "boot": nested}},
+        )
         assert "boot.a: unknown field" in msg
 
     api(scenario)

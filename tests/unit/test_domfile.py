@@ -102,7 +102,7 @@ def test_value_error_prefix_is_removed() -> None:
     assert "(top level): max_vcpus (2) is below vcpus (4)" in msg
 
 
-@pytest.mark.parametrize("text", ["name: [unclosed\n", "{\"name\": ", "a: b: c\n", "\t- x"])
+@pytest.mark.parametrize("text", ["name: [unclosed\n", '{"name": ', "a: b: c\n", "\t- x"])
 def test_syntax_errors(text: str) -> None:
     assert "not valid YAML or JSON" in config_error(text)
 
@@ -160,9 +160,11 @@ def test_base60_is_not_a_number() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["name: x\ntitle: " + "[" * 50_000 + "]" * 50_000 + "\n",
-     '{"name": "x", "title": ' + "[" * 50_000 + "]" * 50_000 + "}"],
+    [
+        "name: x\ntitle: " + "[" * 50_000 + "]" * 50_000 + "\n",
+        '{"name": "x", "title": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    ],
     ids=["yaml", "json"],
-)  # fmt: skip
+)
 def test_deep_nesting_is_a_config_error(text: str) -> None:
     assert "nested too deeply" in config_error(text)

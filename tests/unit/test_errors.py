@@ -122,11 +122,18 @@ def test_from_dict_unknown_code_is_generic(body: dict[str, Any]) -> None:
 
 
 def test_launch_error_carries_log_tail() -> None:
-    err = LaunchError("QEMU exited during start", exit_code=1, argv=["qemu", "-S"],
-                      log_tail="qemu: could not open disk\n")  # fmt: skip
+    err = LaunchError(
+        "QEMU exited during start",
+        exit_code=1,
+        argv=["qemu", "-S"],
+        log_tail="qemu: could not open disk\n",
+    )
     assert err.message == "QEMU exited during start\nQEMU said:\nqemu: could not open disk"
-    assert err.details == {"exit_code": 1, "argv": ["qemu", "-S"],
-                           "log_tail": "qemu: could not open disk\n"}  # fmt: skip
+    assert err.details == {
+        "exit_code": 1,
+        "argv": ["qemu", "-S"],
+        "log_tail": "qemu: could not open disk\n",
+    }
     assert err.exit_code == 1
     assert LaunchError("x", exit_code=None, argv=[], log_tail="  \n").message == "x"
 

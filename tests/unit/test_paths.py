@@ -11,8 +11,13 @@ from virtkit import paths as paths_mod
 from virtkit.errors import ConfigError
 from virtkit.paths import Paths, paths_for, socket_for_uri
 
-ENV = ("VIRTKIT_STATE_DIR", "VIRTKIT_RUN_DIR", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
-       "VIRTKIT_DEFAULT_URI")  # fmt: skip
+ENV = (
+    "VIRTKIT_STATE_DIR",
+    "VIRTKIT_RUN_DIR",
+    "XDG_DATA_HOME",
+    "XDG_RUNTIME_DIR",
+    "VIRTKIT_DEFAULT_URI",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +65,7 @@ def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: st
 
 @pytest.mark.parametrize(("euid", "mode"), [(0, "system"), (1000, "session")])
 def test_default_mode_follows_euid(monkeypatch: pytest.MonkeyPatch, euid: int, mode: str) -> None:
-    monkeypatch.setattr(paths_mod.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
     assert paths_mod.default_mode() == mode
     assert paths_for().mode == mode
 
@@ -97,7 +102,7 @@ def test_uri_unix_socket() -> None:
 
 
 def test_uri_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paths_mod.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     sock, p = socket_for_uri(None)
     assert sock == Path("/run/virtkit/virtkitd.sock")
     assert p is not None and p.mode == "system"
@@ -111,9 +116,16 @@ def test_uri_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["qemu:///system", "virtkit:///other", "virtkit://host/system", "virtkit:///system/extra",
-     "http://localhost/", "garbage", "/run/virtkit.sock"],
-)  # fmt: skip
+    [
+        "qemu:///system",
+        "virtkit:///other",
+        "virtkit://host/system",
+        "virtkit:///system/extra",
+        "http://localhost/",
+        "garbage",
+        "/run/virtkit.sock",
+    ],
+)
 def test_uri_errors(uri: str) -> None:
     with pytest.raises(ConfigError) as exc:
         socket_for_uri(uri)

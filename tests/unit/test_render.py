@@ -89,8 +89,16 @@ def test_dominfo_running() -> None:
 
 
 def test_dominfo_shut_off_crashed() -> None:
-    d = INFO | {"id": None, "state": "shut off", "reason": "crashed", "autostart": False,
-                "accel": None, "accel_note": "", "pid": None, "operation": "start"}  # fmt: skip
+    d = INFO | {
+        "id": None,
+        "state": "shut off",
+        "reason": "crashed",
+        "autostart": False,
+        "accel": None,
+        "accel_note": "",
+        "pid": None,
+        "operation": "start",
+    }
     text = dominfo(d)
     fields = dict(line.split(":", 1) for line in text.strip().split("\n"))
     assert fields["Id"].strip() == "-"

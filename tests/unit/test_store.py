@@ -24,13 +24,17 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_insert_and_load(store: Store) -> None:
     store.insert_domain("web", U1, {"name": "web", "memory_mib": 1024})
     [d] = store.load_domains()
-    assert (d.name, d.uuid, d.config, d.autostart) == ("web", U1, {"name": "web",
-                                                                   "memory_mib": 1024}, False)  # fmt: skip
+    assert (d.name, d.uuid, d.config, d.autostart) == (
+        "web",
+        U1,
+        {"name": "web", "memory_mib": 1024},
+        False,
+    )
 
 
 def test_duplicate_name_is_a_config_error(store: Store) -> None:
     store.insert_domain("web", U1, {"name": "web"})
-    with pytest.raises(ConfigError, match="'web'.*already exists"):
+    with pytest.raises(ConfigError, match=r"'web'.*already exists"):
         store.insert_domain("web", U2, {"name": "web"})
     assert [d.uuid for d in store.load_domains()] == [U1]
 

@@ -58,6 +58,8 @@ def run(ws: ClientConnection, name: str, out: object = None) -> int:
         except ConnectionClosed as exc:
             if exc.rcvd is not None and exc.rcvd.code == 4409:
                 taken.append(True)
+        except OSError:  # our stdout went away (e.g. piped into `head`)
+            pass
         finally:
             done.set()
 

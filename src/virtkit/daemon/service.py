@@ -269,8 +269,8 @@ class Service:
         e = self.entry(name)
         if e.sup is None or not e.sup.alive:
             raise StateError(
-                f"cannot {op} domain {name!r}: it is not running; start it with "
-                f"`virtkit start {name}`",
+                f"cannot {op} domain {name!r}: it is not running (state: {e.state}); "
+                f"start it with `virtkit start {name}`",
                 current=str(e.state),
                 required="running",
             )

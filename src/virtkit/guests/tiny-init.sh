@@ -73,16 +73,14 @@ fi
 say VIRTKIT-TINY-BOOT-OK
 say "VIRTKIT-CMDLINE: $CMDLINE"
 
-# Interactive root shell on the serial port, respawned when it exits.
-trap 'sync; poweroff -f' USR2
-trap 'sync; reboot -f' TERM INT
-trap 'sync; halt -f' USR1
+# Interactive root shell on the serial port, respawned when it exits.  It runs in
+# the foreground: ash starts background jobs with SIGINT ignored, which would make
+# Ctrl+C useless in the shell.  poweroff/reboot/halt are -f wrappers in /sbin.
 while :; do
     if [ -c /dev/ttyS0 ]; then
-        setsid cttyhack sh -l </dev/ttyS0 >/dev/ttyS0 2>&1 &
+        setsid cttyhack sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
     else
-        setsid cttyhack sh -l &
+        setsid cttyhack sh -l
     fi
-    wait $!
     sleep 0.2
 done

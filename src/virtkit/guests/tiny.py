@@ -39,6 +39,9 @@ _PROFILE = """\
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root TERM=linux
 export PS1='tiny# '
 alias ll='ls -l'
+# ash runs its built-in applets before PATH, and applet reboot/poweroff only signal
+# PID 1 (a plain shell, which ignores them): use the /sbin -f wrappers instead.
+alias reboot=/sbin/reboot poweroff=/sbin/poweroff halt=/sbin/halt
 """
 _POWER_BUTTON = """\
 #!/bin/sh

@@ -142,7 +142,7 @@ class Disk(_Strict):
     bus: DiskBus | None = None
     target: str | None = Field(default=None, pattern=r"^(vd|sd|hd)[a-z]{1,2}$")
     readonly: bool = False
-    cache: CacheMode = CacheMode.NONE
+    cache: CacheMode = CacheMode.WRITEBACK  # works on every filesystem (O_DIRECT fails on tmpfs)
     serial: str | None = Field(default=None, max_length=20, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @field_validator("path")

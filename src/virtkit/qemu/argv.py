@@ -110,6 +110,8 @@ def _disk(i: int, disk: Disk) -> list[str]:
     else:
         kind = "ide-cd" if disk.device is DiskDevice.CDROM else "ide-hd"
         dev = opts(kind, bus=f"ide.{i}", drive=node, id=disk.target or f"disk{i}")
+    if disk.cache.value in ("writethrough", "directsync") and disk.device is DiskDevice.DISK:
+        dev += ",write-cache=off"  # the guest sees no volatile cache: every write is durable
     if disk.serial:
         dev += "," + opts(serial=disk.serial)
     return [*args, "-device", dev]

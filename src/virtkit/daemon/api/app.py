@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import virtkit
@@ -76,6 +77,15 @@ def create_app(svc: Service) -> FastAPI:
         return JSONResponse(
             {"error": "error", "message": f"internal error in virtkitd: {exc!r}; "
              f"see {svc.paths.daemon_log}"}, status_code=500)  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, VirtkitError):
+            return JSONResponse(cause.to_dict(), status_code=http_status(cause))
+        code = {404: "not-found", 405: "config"}.get(exc.status_code, "config")
+        return JSONResponse({"error": code, "message": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
