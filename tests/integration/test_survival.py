@@ -91,7 +91,9 @@ def test_guest_survives_daemon_kill9(daemon: Daemon, tiny: object, tmp_path: Pat
     assert not qemu_pids(str(daemon.run_dir))
 
 
-def test_qemu_kill9_is_crashed_within_a_second(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
+def test_qemu_kill9_is_crashed_within_a_second(
+    daemon: Daemon, tiny: object, tmp_path: Path
+) -> None:
     boot(daemon, tiny, tmp_path, "victim")
     (pid,) = qemu_pids(str(daemon.run_dir))
     os.kill(pid, signal.SIGKILL)

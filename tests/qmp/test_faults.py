@@ -26,7 +26,7 @@ FAKE = Path(__file__).with_name("fakeqemu.py")
 
 def fake_emulator(tmp_path: Path, mode: str) -> Path:
     w = tmp_path / f"qemu-{mode}"
-    w.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} {mode} \"$@\"\n")
+    w.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} {mode} "$@"\n')
     w.chmod(w.stat().st_mode | stat.S_IXUSR)
     return w
 

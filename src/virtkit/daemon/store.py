@@ -60,6 +60,7 @@ class Store:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self._sync = "FULL"
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
@@ -70,8 +71,15 @@ class Store:
         self._events_since_trim = 0
 
     @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction. ``durable``: fsync at commit (definitions); runtime records,
+        states and events skip it: they survive a daemon crash either way, and after a
+        power loss reconcile rebuilds them from the processes that really run."""
         try:
+            mode = "FULL" if durable else "NORMAL"
+            if mode != self._sync:
+                self.db.execute(f"PRAGMA synchronous={mode}")
+                self._sync = mode
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise _host(exc) from None
@@ -128,12 +136,12 @@ class Store:
         return dict(self.db.execute("SELECT name, record FROM runtime").fetchall())
 
     def put_runtime(self, name: str, record_json: str, state: str, reason: str) -> None:
-        with self.tx() as db:
+        with self.tx(durable=False) as db:
             db.execute("INSERT OR REPLACE INTO runtime VALUES (?,?)", (name, record_json))
             db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
 
     def drop_runtime(self, name: str, state: str, reason: str) -> None:
-        with self.tx() as db:
+        with self.tx(durable=False) as db:
             db.execute("DELETE FROM runtime WHERE name=?", (name,))
             db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
 
@@ -142,7 +150,7 @@ class Store:
         return {n: (s, r) for n, s, r in rows}
 
     def next_id(self) -> int:
-        with self.tx() as db:
+        with self.tx(durable=False) as db:
             row = db.execute("SELECT value FROM meta WHERE key='next_id'").fetchone()
             n = int(row[0]) if row else 1
             db.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(n + 1),))
@@ -151,7 +159,7 @@ class Store:
     # -- events ---------------------------------------------------------------------------
 
     def add_event(self, domain: str, type_: str, detail: str, ts: float) -> int:
-        with self.tx() as db:
+        with self.tx(durable=False) as db:
             cur = db.execute(
                 "INSERT INTO events (ts, domain, type, detail) VALUES (?,?,?,?)",
                 (ts, domain, type_, detail),

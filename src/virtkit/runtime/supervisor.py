@@ -158,7 +158,6 @@ class Supervisor:
     async def _wait_for_monitor(self, timeout_s: float, log_path: str, log_start: int) -> None:
         assert self._popen is not None
         deadline = time.monotonic() + timeout_s
-        delay = 0.002
         while not os.path.exists(self.record.qmp):
             code = self._popen.poll()
             if code is not None:
@@ -170,8 +169,7 @@ class Supervisor:
                 )  # fmt: skip
             if time.monotonic() > deadline:
                 raise QmpError(f"no QMP socket after {timeout_s:g} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await asyncio.sleep(0.003)  # QEMU makes the socket early in its start-up
         mon = self._new_monitor()
         await mon.connect(max(0.5, deadline - time.monotonic()))
         self.monitor = mon
