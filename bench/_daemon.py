@@ -15,9 +15,9 @@ from types import TracebackType
 
 
 def cli_argv() -> list[str]:
-    """The installed `virtkit` command if on PATH (what users run), else python -m."""
-    found = shutil.which("virtkit")
-    return [found] if found else [sys.executable, "-m", "virtkit.cli"]
+    """The `virtkit` console script beside this interpreter (what users run), else python -m."""
+    script = Path(sys.executable).parent / "virtkit"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "virtkit.cli"]
 
 
 class BenchDaemon:

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._daemon import BenchDaemon, cli_argv
-
 from virtkit.client.client import Client
 from virtkit.model.domain import Accel, Domain
 from virtkit.qemu import caps as capsmod
@@ -86,8 +85,8 @@ def virtkit_lifecycle(
     d: BenchDaemon, kernel: str, initrd: str, runs: int
 ) -> dict[str, list[float]]:
     c = Client(f"unix://{d.socket}")
-    c.define_config({"name": "bench", "memory_mib": 256, "accel": "tcg",
-                     "boot": {"kernel": kernel, "initrd": initrd, "cmdline": "console=ttyS0"}})  # fmt: skip
+    boot = {"kernel": kernel, "initrd": initrd, "cmdline": "console=ttyS0"}
+    c.define_config({"name": "bench", "memory_mib": 256, "accel": "tcg", "boot": boot})
     res: dict[str, list[float]] = {"api_start": [], "api_destroy": [], "cli_start": [],
                                    "cli_destroy": []}  # fmt: skip
     for _ in range(runs):

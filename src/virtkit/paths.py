@@ -11,15 +11,14 @@ VIRTKIT_STATE_DIR, VIRTKIT_RUN_DIR. Connection URIs: ``virtkit:///system``,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from virtkit.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):  # NamedTuple, not dataclass: the CLI imports this; keep it cheap
     mode: str  # "system" | "session"
     state_dir: Path
     run_dir: Path
