@@ -40,14 +40,21 @@ def connect(socket_path: Path, name: str, force: bool) -> ClientConnection:
     return ws
 
 
-def run(ws: ClientConnection, name: str, out: object = None) -> int:
+def run(ws: ClientConnection, name: str) -> int:
     """Copy until Ctrl+], the guest's end, or a takeover. Returns an exit code."""
+    return 1 if session(ws, name) == "taken" else 0
+
+
+def session(ws: ClientConnection, name: str) -> str:
+    """Copy until the user leaves ('detached'), the guest side ends ('closed'), or
+    another client takes the console over ('taken')."""
     stdout = sys.stdout.buffer
     fd = sys.stdin.fileno()
     is_tty = os.isatty(fd)
     print(f"Connected to domain '{name}'\r\nEscape character is ^] (Ctrl + ])\r", flush=True)
     done = threading.Event()
     taken: list[bool] = []
+    left = False
 
     def pump_out() -> None:
         try:
@@ -76,11 +83,13 @@ def run(ws: ClientConnection, name: str, out: object = None) -> int:
             data = os.read(fd, 4096)
             if not data:
                 done.wait(EOF_DRAIN_S)
+                left = not done.is_set()
                 break
             if ESCAPE in data:
                 before = data.split(ESCAPE, 1)[0]
                 if before:
                     ws.send(before)
+                left = True
                 break
             ws.send(data)
     except (ConnectionClosed, OSError):
@@ -94,8 +103,8 @@ def run(ws: ClientConnection, name: str, out: object = None) -> int:
     print("", flush=True)
     if taken:
         print("Disconnected: another client took over the console (--force)", file=sys.stderr)
-        return 1
-    return 0
+        return "taken"
+    return "detached" if left else "closed"
 
 
 __all__ = ["StateError", "VirtkitError", "connect", "run"]

@@ -17,6 +17,7 @@ import shutil
 from virtkit.errors import ConfigError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.model.state import Reason, State
+from virtkit.network import taps
 from virtkit.runtime import proc
 from virtkit.runtime.record import RuntimeRecord
 
@@ -90,12 +91,15 @@ async def _reconcile_one(
             return
         from virtkit.daemon.service import Entry
 
-        entry = Entry(dom)
+        entry = Entry(dom, persistent=False)  # a transient domain: it lives while it runs
         svc.entries[name] = entry
         await svc.adopt(entry, record)
         return
     svc.store.drop_runtime(name, State.SHUTOFF, Reason.CRASHED)
     svc.bus.publish(name, "crashed", "QEMU exited while the daemon was not running")
+    with contextlib.suppress(VirtkitError, OSError):
+        booted = domain_from_mapping(record.domain, f"runtime record {name}")
+        await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, booted)
     if entry:
         entry.state, entry.reason = State.SHUTOFF, Reason.CRASHED
         entry.last_record = record

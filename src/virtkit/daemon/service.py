@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,18 +23,37 @@ from virtkit.daemon.events import EventBus
 from virtkit.daemon.locks import OpLocks
 from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
-from virtkit.errors import ConfigError, NotFoundError, StateError
+from virtkit.errors import ConfigError, HostError, NotFoundError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
+from virtkit.fsutil import atomic_write_bytes
 from virtkit.model.domain import DiskDevice, Domain, normalize
 from virtkit.model.state import ACTIVE_STATES, Reason, State
+from virtkit.network import taps
 from virtkit.paths import Paths
 from virtkit.qemu import caps as capsmod
 from virtkit.qemu.argv import RunPaths, build_argv
+from virtkit.qemu.qmp import Monitor
 from virtkit.runtime import proc
 from virtkit.runtime.record import RuntimeRecord
 from virtkit.runtime.supervisor import Hooks, Policy, Supervisor, read_pidfile
 
 log = logging.getLogger("virtkit.daemon")
+
+
+def _setup_for(dom: Domain) -> Callable[[Monitor], Awaitable[None]] | None:
+    """QMP steps before the guest's first instruction: secrets and the balloon target."""
+    password = dom.graphics.password
+    target = dom.current_memory_mib if dom.current_memory_mib != dom.memory_mib else None
+    if not password and not target:
+        return None
+
+    async def setup(mon: Monitor) -> None:
+        if password:
+            await mon.execute("set_password", {"protocol": "vnc", "password": password})
+        if target:
+            await mon.execute("balloon", {"value": target * 1024 * 1024})
+
+    return setup
 
 
 def random_mac() -> str:
@@ -52,6 +71,8 @@ class Entry:
     state: State = State.SHUTOFF
     reason: Reason = Reason.UNKNOWN
     last_record: RuntimeRecord | None = None
+    persistent: bool = True  # transient domains vanish when they stop
+    after_install: str | None = None  # "restart" or "stop": what to do when the installer ends
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -130,8 +151,49 @@ class Service:
         self.store.drop_runtime(sup.name, State.SHUTOFF, reason)
         with contextlib.suppress(OSError):
             shutil.rmtree(sup.record.run_dir)
+        with contextlib.suppress(VirtkitError):
+            booted = domain_from_mapping(sup.record.domain, "runtime record")
+            asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, booted)
         kind = "crashed" if reason is Reason.CRASHED else "stopped"
         self.bus.publish(sup.name, kind, str(reason))
+        after, e.after_install = e.after_install, None
+        if after is not None:
+            self.bus.publish(sup.name, "install-finished", f"installer ended ({reason})")
+            if after == "restart" and reason is Reason.SHUTDOWN:
+                asyncio.get_running_loop().create_task(self._restart_after_install(sup.name))
+                return
+        if not e.persistent:
+            self.forget_definition(sup.name)
+
+    async def _restart_after_install(self, name: str) -> None:
+        """The installer rebooted: boot the final definition (from disk), like virt-install."""
+        try:
+            await self.start(name)
+            self.bus.publish(name, "started", "from disk after the install")
+        except VirtkitError as exc:
+            self.bus.publish(name, "start-failed", f"after the install: {exc.message}")
+            e = self.entries.get(name)
+            if e is not None and not e.persistent:
+                self.forget_definition(name)
+
+    def add_transient(self, dom: Domain) -> Entry:
+        """A domain that exists only while it runs (virsh create, install --transient)."""
+        if dom.name in self.entries:
+            raise ConfigError(f"a domain named {dom.name!r} already exists")
+        e = Entry(dom, persistent=False)
+        self.entries[dom.name] = e
+        return e
+
+    def forget_definition(self, name: str) -> None:
+        """Drop a shut-off domain's definition (rollback of a failed install, transients)."""
+        e = self.entries.get(name)
+        if e is None or e.active:
+            return
+        if e.persistent:
+            self.store.delete_domain(name)
+        del self.entries[name]
+        self.locks.forget(name)
+        self.bus.publish(name, "undefined", "removed")
 
     # -- define / undefine --------------------------------------------------------------------
 
@@ -154,11 +216,14 @@ class Service:
 
     async def define(self, text: str | None = None, config: dict[str, Any] | None = None,
                      source: str = "domain") -> Domain:  # fmt: skip
-        dom = (
-            domain_from_text(text, source)
-            if text is not None
-            else domain_from_mapping(config or {}, source)
-        )
+        if text is not None and text.lstrip().startswith("<"):
+            from virtkit.formats.libvirt_xml import domain_from_xml
+
+            dom = domain_from_xml(text)
+        elif text is not None:
+            dom = domain_from_text(text, source)
+        else:
+            dom = domain_from_mapping(config or {}, source)
         self._check_files(dom)
         existing = self.entries.get(dom.name)
         if existing is not None:
@@ -212,55 +277,83 @@ class Service:
             self._caps[binary] = cached
         return cached
 
-    async def start(self, name: str, paused: bool = False) -> Entry:
+    async def start(self, name: str, paused: bool = False, boot: Domain | None = None) -> Entry:
+        """Start ``name``; ``boot`` overrides the definition for this boot only (installs)."""
         async with self.locks.hold(name, "start"):
-            e = self.entry(name)
-            if e.active:
-                raise StateError(
-                    f"domain {name!r} is already {e.state}", current=str(e.state),
-                    required="shut off",
-                )  # fmt: skip
-            dom = e.domain
-            self._check_files(dom)
-            caps = await self.caps_for(dom)
-            accel, note = await self.accel.resolve(dom.accel, caps)
-            run_dir = self.paths.domain_run_dir(dom.uuid or name)
-            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.paths.log_dir.mkdir(parents=True, exist_ok=True)
-            rp = RunPaths(
-                qmp=str(run_dir / "qmp.sock"), serial=str(run_dir / "serial.sock"),
-                pidfile=str(run_dir / "qemu.pid"),
-                console_log=str(self.paths.log_dir / f"{name}.console.log"),
+            return await self._start_locked(name, paused, boot)
+
+    async def _start_locked(self, name: str, paused: bool, boot: Domain | None) -> Entry:
+        e = self.entry(name)
+        if e.active:
+            raise StateError(
+                f"domain {name!r} is already {e.state}", current=str(e.state),
+                required="shut off",
             )  # fmt: skip
-            argv = build_argv(dom, caps, rp, accel)
-            record = RuntimeRecord(
-                name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
-                argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
-                console_log=rp.console_log, run_dir=str(run_dir), accel=accel.value,
-                accel_note=note, started_at=time.time(), domain=domain_to_mapping(dom),
+        dom = boot or e.domain
+        self._check_files(dom)
+        taps.check_bridges(dom)
+        caps = await self.caps_for(dom)
+        accel, note = await self.accel.resolve(dom.accel, caps)
+        run_dir = self.paths.domain_run_dir(dom.uuid or name)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        code, nvram = self._firmware(dom)
+        rp = RunPaths(
+            qmp=str(run_dir / "qmp.sock"), serial=str(run_dir / "serial.sock"),
+            pidfile=str(run_dir / "qemu.pid"),
+            console_log=str(self.paths.log_dir / f"{name}.console.log"),
+            firmware_code=code, nvram=nvram,
+        )  # fmt: skip
+        argv = build_argv(dom, caps, rp, accel)
+        record = RuntimeRecord(
+            name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
+            argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
+            console_log=rp.console_log, run_dir=str(run_dir), accel=accel.value,
+            accel_note=note, started_at=time.time(), domain=domain_to_mapping(dom),
+        )  # fmt: skip
+        # Write the record before spawning: a daemon killed mid-start finds it on restart
+        # and rolls the half-started QEMU back (pid 0 = "starting").
+        self.store.put_runtime(name, record.to_json(), State.SHUTOFF, Reason.STARTING)
+        log_path = str(self.paths.log_dir / f"{name}.log")
+        try:
+            # pyroute2 runs its own event loop: keep it off ours
+            await asyncio.get_running_loop().run_in_executor(None, taps.create_taps, dom)
+            sup = await Supervisor.launch(
+                record, log_path, self.hooks, self.policy(dom), paused=paused,
+                timeout_s=self.settings.launch_timeout_s, setup=_setup_for(dom),
             )  # fmt: skip
-            # Write the record before spawning: a daemon killed mid-start finds it on restart
-            # and rolls the half-started QEMU back (pid 0 = "starting").
-            self.store.put_runtime(name, record.to_json(), State.SHUTOFF, Reason.STARTING)
-            log_path = str(self.paths.log_dir / f"{name}.log")
-            try:
-                sup = await Supervisor.launch(
-                    record, log_path, self.hooks, self.policy(dom), paused=paused,
-                    timeout_s=self.settings.launch_timeout_s,
-                )  # fmt: skip
-            except BaseException:
-                self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
-                e.state, e.reason = State.SHUTOFF, Reason.FAILED
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(run_dir)
-                raise
-            e.sup = sup
-            e.state, e.reason = sup.state, sup.reason
-            self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
-            self.bus.publish(name, "started", f"booted (accel {accel.value})")
-            if not sup.alive:  # exited between launch and registration
-                self._on_exit(sup, await sup.wait_exit())
-            return e
+        except BaseException:
+            await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, dom)
+            self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
+            e.state, e.reason = State.SHUTOFF, Reason.FAILED
+            with contextlib.suppress(OSError):
+                shutil.rmtree(run_dir)
+            raise
+        e.sup = sup
+        e.state, e.reason = sup.state, sup.reason
+        self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
+        self.bus.publish(name, "started", f"booted (accel {accel.value})")
+        if not sup.alive:  # exited between launch and registration
+            self._on_exit(sup, await sup.wait_exit())
+        return e
+
+    def _firmware(self, dom: Domain) -> tuple[str | None, str | None]:
+        """UEFI: OVMF code and this domain's own variable store (copied on first boot)."""
+        if not dom.boot.uefi:
+            return None, None
+        from virtkit.host.firmware import find_ovmf
+
+        fw = find_ovmf()
+        if fw is None:
+            raise HostError(
+                "UEFI boot needs OVMF firmware, which is not installed: "
+                "apt-get install ovmf (or set boot.uefi: false)"
+            )
+        nvram = self.paths.state_dir / "nvram" / f"{dom.uuid}_VARS.fd"
+        if not nvram.exists():
+            nvram.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(nvram, fw.vars_template.read_bytes(), 0o600)
+        return str(fw.code), str(nvram)
 
     def policy(self, dom: Domain) -> Policy:
         return Policy(dom.on_poweroff, dom.on_reboot, dom.on_crash, self.settings.qmp_timeout_s)
@@ -347,7 +440,7 @@ class Service:
             "state": str(e.state),
             "reason": str(e.reason),
             "autostart": e.autostart,
-            "persistent": True,
+            "persistent": e.persistent,
         }
 
     def info(self, name: str) -> dict[str, Any]:

@@ -109,7 +109,20 @@ def _abs(value: str | None, what: str) -> str | None:
     return value
 
 
+class Topology(_Strict):
+    """CPU topology; sockets * cores * threads must equal max_vcpus."""
+
+    sockets: int = Field(default=1, ge=1, le=MAX_VCPUS)
+    cores: int = Field(default=1, ge=1, le=MAX_VCPUS)
+    threads: int = Field(default=1, ge=1, le=8)
+
+    @property
+    def total(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+
 class Boot(_Strict):
+    uefi: bool = False
     kernel: AbsPath | None = None
     initrd: AbsPath | None = None
     cmdline: str = Field(default="", max_length=4096)
@@ -198,6 +211,7 @@ class Graphics(_Strict):
     # An address or host name only: it is spliced into QEMU's -vnc option string.
     listen: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9_.:\[\]-]{1,255}$")
     port: int | None = Field(default=None, ge=5900, le=65535)
+    password: str | None = Field(default=None, min_length=1, max_length=8, repr=False)
 
 
 class Domain(_Strict):
@@ -206,10 +220,17 @@ class Domain(_Strict):
     name: str
     uuid: str | None = None
     title: str = Field(default="", max_length=256)
+    description: str = Field(default="", max_length=4096)
+    os_variant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    # RAM at boot (libvirt <memory>); the balloon target at start (<currentMemory>);
+    # the hotplug ceiling and DIMM slots (<maxMemory slots=N>).
     memory_mib: int = Field(default=512, ge=MIN_MEMORY_MIB, le=MAX_MEMORY_MIB)
+    current_memory_mib: int | None = Field(default=None, ge=MIN_MEMORY_MIB, le=MAX_MEMORY_MIB)
     max_memory_mib: int | None = Field(default=None, ge=MIN_MEMORY_MIB, le=MAX_MEMORY_MIB)
+    memory_slots: int = Field(default=16, ge=1, le=256)
     vcpus: int = Field(default=1, ge=1, le=MAX_VCPUS)
     max_vcpus: int | None = Field(default=None, ge=1, le=MAX_VCPUS)
+    topology: Topology | None = None
     accel: Accel = Accel.AUTO
     machine: str = Field(default="q35", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     cpu_model: str = Field(default="auto", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.,=+-]{0,127}$")
@@ -250,6 +271,17 @@ class Domain(_Strict):
         if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
             raise ValueError(
                 f"max_memory_mib ({self.max_memory_mib}) is below memory_mib ({self.memory_mib})"
+            )
+        if self.current_memory_mib is not None and self.current_memory_mib > self.memory_mib:
+            raise ValueError(
+                f"current_memory_mib ({self.current_memory_mib}) is above memory_mib "
+                f"({self.memory_mib}); the balloon can only take memory away"
+            )
+        if self.topology is not None and self.topology.total != self.effective_max_vcpus:
+            t = self.topology
+            raise ValueError(
+                f"topology {t.sockets} sockets x {t.cores} cores x {t.threads} threads = "
+                f"{t.total} CPUs, but max_vcpus is {self.effective_max_vcpus}; make them equal"
             )
         targets = [d.target for d in self.disks if d.target]
         if len(targets) != len(set(targets)):

@@ -47,6 +47,8 @@ class RunPaths:
     serial: str
     pidfile: str
     console_log: str
+    firmware_code: str | None = None  # UEFI: OVMF code (read-only) ...
+    nvram: str | None = None  # ... and this domain's own copy of the variable store
 
 
 def opts(*parts: str, **kv: str | int | bool) -> str:
@@ -55,7 +57,8 @@ def opts(*parts: str, **kv: str | int | bool) -> str:
     for key, value in kv.items():
         if isinstance(value, bool):
             value = "on" if value else "off"
-        items.append(f"{key.replace('_', '-')}={str(value).replace(',', ',,')}")
+        key = key.rstrip("_").replace("_", "-")  # if_ -> if (a Python keyword)
+        items.append(f"{key}={str(value).replace(',', ',,')}")
     return ",".join(items)
 
 
@@ -80,9 +83,13 @@ def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
         raise ConfigError(f"CPU model {cpu!r} is unknown to QEMU {caps.version}")
     machine = opts(info.name, accel=accel.value)
     smp = opts(str(dom.vcpus), maxcpus=dom.effective_max_vcpus)
+    if dom.topology is not None:
+        t = dom.topology
+        smp += "," + opts(sockets=t.sockets, cores=t.cores, threads=t.threads)
     mem = opts(size=f"{dom.memory_mib}M")
     if dom.max_memory_mib and dom.max_memory_mib > dom.memory_mib:
-        mem = opts(size=f"{dom.memory_mib}M", slots=16, maxmem=f"{dom.max_memory_mib}M")
+        mem = opts(size=f"{dom.memory_mib}M", slots=dom.memory_slots,
+                   maxmem=f"{dom.max_memory_mib}M")  # fmt: skip
     return ["-machine", machine, "-cpu", cpu, "-m", mem, "-smp", smp]
 
 
@@ -130,13 +137,18 @@ def _boot_index(dom: Domain) -> dict[str, int]:
     return out
 
 
-def _nic(i: int, nic: Nic) -> list[str]:
+def tap_name(dom: Domain, i: int) -> str:
+    """The host tap device of the domain's i-th NIC (<= 15 characters, stable)."""
+    return f"vk{(dom.uuid or dom.name).replace('-', '')[:8]}n{i}"
+
+
+def _nic(dom: Domain, i: int, nic: Nic) -> list[str]:
     net_id = f"net{i}"
     if nic.type is NicType.USER:
         netdev = opts("user", id=net_id)
     else:
-        # bridge/network interfaces get a tap prepared by network/ and passed as fd.
-        netdev = opts("tap", id=net_id, fd=f"{{tapfd:{net_id}}}")
+        # network/taps.py creates the tap and enslaves it to the bridge before QEMU starts.
+        netdev = opts("tap", id=net_id, ifname=tap_name(dom, i), script="no", downscript="no")
     dev = opts(NIC_DEVICE[nic.model], netdev=net_id, id=f"nic{i}", mac=nic.mac or "")
     return ["-netdev", netdev, "-device", dev]
 
@@ -160,6 +172,14 @@ def build_argv(dom: Domain, caps: Caps, paths: RunPaths, accel: Accel) -> list[s
         "-boot", "strict=on",
     ]  # fmt: skip
     argv += _machine(dom, caps, accel)
+    if dom.boot.uefi:
+        if not (paths.firmware_code and paths.nvram):
+            raise ConfigError("UEFI boot needs OVMF: install the 'ovmf' package")
+        argv += [
+            "-drive", opts(if_="pflash", format="raw", unit=0, readonly=True,
+                           file=paths.firmware_code),
+            "-drive", opts(if_="pflash", format="raw", unit=1, file=paths.nvram),
+        ]  # fmt: skip
     if dom.on_reboot is Action.DESTROY:
         argv += ["-no-reboot"]
     if dom.boot.kernel:
@@ -186,11 +206,14 @@ def build_argv(dom: Domain, caps: Caps, paths: RunPaths, accel: Accel) -> list[s
             args[-1] += f",bootindex={boot_index[disk.target]}"
         argv += args
     for i, nic in enumerate(dom.nics):
-        argv += _nic(i, nic)
+        argv += _nic(dom, i, nic)
     if dom.graphics.type is GraphicsType.VNC:
         port = dom.graphics.port
         display = f"{dom.graphics.listen}:{port - 5900}" if port else f"{dom.graphics.listen}:0"
-        argv += ["-vga", "std", "-display", "none", "-vnc", f"{display},to=99"]
+        vnc = f"{display},to=99"
+        if dom.graphics.password:
+            vnc += ",password=on"  # the secret itself goes over QMP, never on the command line
+        argv += ["-vga", "std", "-display", "none", "-vnc", vnc]
     else:
         argv += ["-display", "none", "-vga", "none"]
     argv += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]

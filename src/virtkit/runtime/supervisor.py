@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +102,7 @@ class Supervisor:
     async def launch(
         cls, record: RuntimeRecord, log_path: str, hooks: Hooks, policy: Policy,
         pass_fds: tuple[int, ...] = (), timeout_s: float = LAUNCH_TIMEOUT_S,
-        paused: bool = False,
+        paused: bool = False, setup: Callable[[Monitor], Awaitable[None]] | None = None,
     ) -> Supervisor:  # fmt: skip
         """Spawn QEMU from record.argv, attach QMP, and start the guest.
 
@@ -138,6 +138,8 @@ class Supervisor:
                 raise QmpError("QEMU exited right after start")
             record.start_time = st
             sup._watch_exit()
+            if setup is not None:  # runs before the first guest instruction
+                await setup(sup._require_monitor())
             if not paused:
                 await sup._require_monitor().cont()
         except (QmpError, LaunchError) as exc:

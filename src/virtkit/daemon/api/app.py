@@ -155,6 +155,13 @@ def create_app(svc: Service) -> FastAPI:
     async def resume(name: str) -> dict[str, Any]:
         return svc.summary(await svc.resume(name))
 
+    @app.post("/v1/install", response_model=s.InstallResponse, tags=["lifecycle"])
+    async def install(body: s.InstallRequest) -> dict[str, Any]:
+        from virtkit.daemon.install import run_install
+
+        res = await run_install(svc, body.spec, dry_run=body.dry_run)
+        return res.__dict__
+
     @app.get("/v1/events", response_model=list[s.EventOut], tags=["events"])
     async def events(
         after: int = Query(0, ge=0), domain: str | None = None,

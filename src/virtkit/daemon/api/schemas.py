@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from virtkit.model.install import InstallSpec
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -68,3 +70,16 @@ class EventOut(BaseModel):
     domain: str
     type: str
     detail: str
+
+
+class InstallRequest(_In):
+    spec: InstallSpec
+    dry_run: bool = False
+
+
+class InstallResponse(BaseModel):
+    domain: dict[str, Any]
+    install_boot: bool
+    warnings: list[str]
+    created: list[str]
+    root_password: str | None = Field(None, description="generated root password, shown once")
