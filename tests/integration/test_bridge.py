@@ -72,7 +72,9 @@ def test_guest_on_bridge_reaches_peer(
 def test_missing_bridge_is_a_clear_error(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
     f = tmp_path / "m.yaml"
     f.write_text(
-        tiny_yaml(tiny, "nobr", extra="accel: tcg\nnics:\n  - type: bridge\n    source: vknosuch0\n")
+        tiny_yaml(
+            tiny, "nobr", extra="accel: tcg\nnics:\n  - type: bridge\n    source: vknosuch0\n"
+        )
     )
     daemon.cli("define", str(f))
     r = daemon.cli("start", "nobr", check=False)

@@ -3,6 +3,7 @@ start exactly one; bad input to the CLI is a clear error that changes nothing.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,10 +32,8 @@ def session_env() -> Iterator[dict[str, str]]:
     finally:
         pidfile = base / "xdg/virtkit/virtkitd.lock"
         if pidfile.exists() and pidfile.read_text().strip().isdigit():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -243,14 +243,27 @@ def no_apt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(debpkg, "depends_on", refuse)
 
 
-def test_tree_and_iso(tmp_path: Path, no_apt: None) -> None:
+@pytest.fixture
+def fake_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A stand-in for the boot disk, so media tests need no syslinux."""
+    disk = tmp_path / "fake-boot-disk.img"
+    disk.write_bytes(b"\x55\xaa" * 4096)
+    monkeypatch.setattr(media, "ensure_boot_disk", lambda _root=None: disk)
+    return disk
+
+
+def test_tree_and_iso(tmp_path: Path, no_apt: None, fake_disk: Path) -> None:
     import pycdlib
 
     guest = _fake_guest(tmp_path)
     tree = media.ensure_tree(tmp_path)
+    assert tree.parent.name.startswith("install-")
     assert (tree / ".treeinfo").read_text() == media.treeinfo()
     assert (tree / "images/pxeboot/vmlinuz").read_bytes() == guest.kernel.read_bytes()
-    assert (tree / "images/pxeboot/initrd.img").read_bytes() == guest.initrd.read_bytes()
+    installer = tree / "images/pxeboot/initrd.img"
+    media.write_installer_initrd(tmp_path / "want.img", guest.initrd, fake_disk)
+    assert installer.read_bytes() == (tmp_path / "want.img").read_bytes()
+    assert installer.read_bytes().startswith(guest.initrd.read_bytes())
     assert media.ensure_tree(tmp_path) == tree
 
     iso_path = media.ensure_iso(tmp_path)
@@ -267,7 +280,7 @@ def test_tree_and_iso(tmp_path: Path, no_apt: None) -> None:
                 assert buf.getvalue() == want
         buf = io.BytesIO()
         iso.get_file_from_iso_fp(buf, rr_path="/images/pxeboot/initrd.img")
-        assert buf.getvalue() == guest.initrd.read_bytes()
+        assert buf.getvalue() == installer.read_bytes()
     finally:
         iso.close()
 
@@ -317,10 +330,12 @@ def test_missing_tools_give_host_error(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_failed_command_gives_host_error() -> None:
     with pytest.raises(HostError, match="exit 3"):
-        debpkg._run(["sh", "-c", "echo oops >&2; exit 3"], "testing")
+        debpkg.run(["sh", "-c", "echo oops >&2; exit 3"], "testing")
 
 
-def test_cli_path(tmp_path: Path, no_apt: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_path(
+    tmp_path: Path, no_apt: None, fake_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     guest = _fake_guest(tmp_path)
     assert main(["path", "tiny", "--cache-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.split() == [str(guest.kernel), str(guest.initrd)]

@@ -31,8 +31,14 @@ class OsInfo:
     aliases: tuple[str, ...] = ()
 
 
-def _linux(name: str, id: str, mem: int = 2048, vcpus: int = 2, disk: int = 20,
-           aliases: tuple[str, ...] = ()) -> OsInfo:  # fmt: skip
+def _linux(
+    name: str,
+    id: str,
+    mem: int = 2048,
+    vcpus: int = 2,
+    disk: int = 20,
+    aliases: tuple[str, ...] = (),
+) -> OsInfo:
     return OsInfo(name, id, "linux", memory_mib=mem, vcpus=vcpus, disk_gib=disk, aliases=aliases)
 
 
@@ -40,25 +46,62 @@ def _table() -> list[OsInfo]:
     t: list[OsInfo] = []
     for minor in range(11):
         v = f"6.{minor}"
-        t.append(_linux(f"rhel{v}", f"http://redhat.com/rhel/{v}", 1024, 1, 10,
-                        ("rhel6",) if minor == 0 else ()))  # fmt: skip
+        t.append(
+            _linux(
+                f"rhel{v}",
+                f"http://redhat.com/rhel/{v}",
+                1024,
+                1,
+                10,
+                ("rhel6",) if minor == 0 else (),
+            )
+        )
     for minor in range(10):
         v = f"7.{minor}"
-        t.append(_linux(f"rhel{v}", f"http://redhat.com/rhel/{v}", 1536, 1, 10,
-                        ("rhel7",) if minor == 0 else ()))  # fmt: skip
+        t.append(
+            _linux(
+                f"rhel{v}",
+                f"http://redhat.com/rhel/{v}",
+                1536,
+                1,
+                10,
+                ("rhel7",) if minor == 0 else (),
+            )
+        )
     for minor in range(11):
         v = f"8.{minor}"
-        t.append(_linux(f"rhel{v}", f"http://redhat.com/rhel/{v}", 2048, 2, 20,
-                        ("rhel8",) if minor == 0 else ()))  # fmt: skip
+        t.append(
+            _linux(
+                f"rhel{v}",
+                f"http://redhat.com/rhel/{v}",
+                2048,
+                2,
+                20,
+                ("rhel8",) if minor == 0 else (),
+            )
+        )
     for minor in range(5):
         v = f"9.{minor}"
-        t.append(_linux(f"rhel{v}", f"http://redhat.com/rhel/{v}", 2048, 2, 20,
-                        ("rhel9",) if minor == 0 else ()))  # fmt: skip
+        t.append(
+            _linux(
+                f"rhel{v}",
+                f"http://redhat.com/rhel/{v}",
+                2048,
+                2,
+                20,
+                ("rhel9",) if minor == 0 else (),
+            )
+        )
     t.append(_linux("centos7.0", "http://centos.org/centos/7.0", 1024, 1, 10, ("centos7",)))
     t.append(_linux("centos8", "http://centos.org/centos/8", 2048, 2, 20))
     for n in (8, 9):
-        t.append(_linux(f"centos-stream{n}", f"http://centos.org/centos-stream/{n}",
-                        aliases=(f"centosstream{n}", f"stream{n}")))  # fmt: skip
+        t.append(
+            _linux(
+                f"centos-stream{n}",
+                f"http://centos.org/centos-stream/{n}",
+                aliases=(f"centosstream{n}", f"stream{n}"),
+            )
+        )
     for n in range(36, 41):
         t.append(_linux(f"fedora{n}", f"http://fedoraproject.org/fedora/{n}"))
     for n in (10, 11, 12):
@@ -78,26 +121,62 @@ def _table() -> list[OsInfo]:
         t.append(_linux(f"sles15sp{sp}", f"http://suse.com/sles/15.{sp}", 1024, 1, 20))
     for minor in range(15, 21):
         v = f"3.{minor}"
-        t.append(_linux(f"alpinelinux{v}", f"http://alpinelinux.org/alpinelinux/{v}", 512, 1,
-                        8, (f"alpine{v}",)))  # fmt: skip
+        t.append(
+            _linux(
+                f"alpinelinux{v}",
+                f"http://alpinelinux.org/alpinelinux/{v}",
+                512,
+                1,
+                8,
+                (f"alpine{v}",),
+            )
+        )
     t.append(_linux("archlinux", "http://archlinux.org/archlinux/rolling", 1024, 1, 20))
     for year in (2016, 2018, 2020, 2022, 2024):
         t.append(_linux(f"linux{year}", f"http://libosinfo.org/linux/{year}", 2048, 2, 20))
     for v in ("13.0", "13.1", "13.2", "13.3", "14.0", "14.1"):
-        t.append(OsInfo(f"freebsd{v}", f"http://freebsd.org/freebsd/{v}", "bsd",
-                        memory_mib=1024, vcpus=1, disk_gib=20,
-                        aliases=(f"freebsd{v[:2]}",) if v.endswith(".0") else ()))  # fmt: skip
-    win = {"disk_bus": DiskBus.SATA, "nic_model": NicModel.E1000E, "vcpus": 2, "disk_gib": 64}
-    t.append(OsInfo("win10", "http://microsoft.com/win/10", "windows", memory_mib=2048, **win))
-    t.append(OsInfo("win11", "http://microsoft.com/win/11", "windows", memory_mib=4096,
-                    uefi=True, **win))  # fmt: skip
-    t.append(OsInfo("win2k19", "http://microsoft.com/win/2k19", "windows", memory_mib=2048,
-                    **win))  # fmt: skip
-    t.append(OsInfo("win2k22", "http://microsoft.com/win/2k22", "windows", memory_mib=4096,
-                    uefi=True, **win))  # fmt: skip
+        t.append(
+            OsInfo(
+                f"freebsd{v}",
+                f"http://freebsd.org/freebsd/{v}",
+                "bsd",
+                memory_mib=1024,
+                vcpus=1,
+                disk_gib=20,
+                aliases=(f"freebsd{v[:2]}",) if v.endswith(".0") else (),
+            )
+        )
+    for short, mem, uefi in (
+        ("10", 2048, False),
+        ("11", 4096, True),
+        ("2k19", 2048, False),
+        ("2k22", 4096, True),
+    ):
+        t.append(
+            OsInfo(
+                f"win{short}",
+                f"http://microsoft.com/win/{short}",
+                "windows",
+                disk_bus=DiskBus.SATA,
+                nic_model=NicModel.E1000E,
+                memory_mib=mem,
+                vcpus=2,
+                disk_gib=64,
+                uefi=uefi,
+            )
+        )
     # libosinfo's "unknown OS": no drivers assumed beyond what every guest has.
-    t.append(OsInfo("generic", "http://libosinfo.org/unknown", "unknown", memory_mib=1024,
-                    vcpus=1, disk_gib=20, aliases=("none", "unknown")))  # fmt: skip
+    t.append(
+        OsInfo(
+            "generic",
+            "http://libosinfo.org/unknown",
+            "unknown",
+            memory_mib=1024,
+            vcpus=1,
+            disk_gib=20,
+            aliases=("none", "unknown"),
+        )
+    )
     return t
 
 

@@ -42,11 +42,11 @@ class SubOpts:
     valid: Sequence[str]
     used: set[int] = field(default_factory=set)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [k for k, _ in self.items]
 
     def has(self, key: str) -> bool:
-        return key in self.keys()
+        return key in self.names()
 
     def get(self, *keys: str) -> str | None:
         """The last value given for any of ``keys`` (aliases), marking them used."""
@@ -91,6 +91,11 @@ class SubOpts:
             shown = k if v is None else f"{k}={v}"
             hint = difflib.get_close_matches(k, list(self.valid), n=1)
             maybe = f" (did you mean {hint[0]}?)" if hint else ""
+            if v is None and not k.replace("-", "").replace(".", "").isalnum():
+                maybe += (
+                    " — a value containing commas must be quoted: "
+                    "'key=\"a,b\"' (double quotes inside the shell's single quotes)"
+                )
             raise ConfigError(
                 f"{self.option}: unknown sub-option {shown!r}{maybe}; "
                 f"valid keys are: {', '.join(self.valid)}"
@@ -107,7 +112,10 @@ def parse(
     """Split ``text`` and name the leading bare items after ``first``."""
     pending = list(first)
     items: list[tuple[str, str | None]] = []
-    for raw in split_items(option, text):
+    raws = split_items(option, text)
+    if not raws:
+        raise ConfigError(f"{option}: empty value; give {option} VALUE[,key=value...]")
+    for raw in raws:
         if "=" in raw:
             key, value = raw.split("=", 1)
             pending = []
@@ -142,6 +150,7 @@ def to_float(option: str, key: str, value: str) -> float:
 def check_choice(option: str, key: str, value: str, choices: Sequence[str]) -> str:
     low = value.lower()
     if low not in choices:
-        raise ConfigError(f"{option}: {key}={value!r} is not supported; use one of: "
-                          + ", ".join(choices))  # fmt: skip
+        raise ConfigError(
+            f"{option}: {key}={value!r} is not supported; use one of: " + ", ".join(choices)
+        )
     return low

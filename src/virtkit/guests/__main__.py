@@ -1,4 +1,4 @@
-"""``python -m virtkit.guests build [tiny|tree|iso|all]`` / ``path tiny``."""
+"""``python -m virtkit.guests build [tiny|disk|tree|iso|all]`` / ``path tiny``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from virtkit.errors import VirtkitError
+from virtkit.guests.bootdisk import ensure_boot_disk
 from virtkit.guests.media import ensure_iso, ensure_tree
 from virtkit.guests.tiny import ensure_tiny, find_tiny
 
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="guest cache (default ~/.cache/...)")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build what is missing and print the paths")
-    build.add_argument("what", nargs="?", default="tiny", choices=["tiny", "tree", "iso", "all"])
+    build.add_argument(
+        "what", nargs="?", default="tiny", choices=["tiny", "disk", "tree", "iso", "all"]
+    )
     build.add_argument("--cache-dir", type=Path, dest="sub_cache_dir", help=argparse.SUPPRESS)
     build.add_argument(
         "--refresh", action="store_true", help="ask apt for newer packages and rebuild"
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             if guest.pvh_kernel is not None:
                 print(f"pvh_kernel {guest.pvh_kernel}")
             print(f"version {guest.version}")
+        if args.what in ("disk", "all"):
+            print(f"boot-disk {ensure_boot_disk(cache_dir)}")
         if args.what in ("tree", "all"):
             print(f"tree {ensure_tree(cache_dir)}")
         if args.what in ("iso", "all"):

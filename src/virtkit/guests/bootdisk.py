@@ -36,7 +36,7 @@ LABEL tiny
   APPEND {KERNEL_ARGS}
 """
 PACKAGES = ("syslinux", "syslinux-common", "mtools", "dosfstools")
-BOOTDISK_FORMAT = 1  # bump when the disk layout changes
+BOOTDISK_FORMAT = 2  # bump when the disk layout changes
 SECTOR = 512
 MIB = 1 << 20
 PART_START = MIB // SECTOR  # first partition at 1 MiB, like fdisk does
@@ -74,9 +74,7 @@ def mbr(boot_code: bytes, start: int, count: int, ptype: int = PART_TYPE_FAT16_L
     """A 512-byte MBR: ``boot_code`` plus one active partition of ``count`` sectors."""
     if len(boot_code) > 440:
         raise HostError(f"MBR boot code is {len(boot_code)} bytes, at most 440 fit")
-    entry = struct.pack(
-        "<B3sB3sII", 0x80, chs(start), ptype, chs(start + count - 1), start, count
-    )
+    entry = struct.pack("<B3sB3sII", 0x80, chs(start), ptype, chs(start + count - 1), start, count)
     sector = bytearray(SECTOR)
     sector[: len(boot_code)] = boot_code
     struct.pack_into("<I", sector, 440, DISK_SIGNATURE)
@@ -97,8 +95,11 @@ def assemble(boot_code: bytes, partition: Path, out: Path) -> None:
 
 
 def partition_size(payload: int) -> int:
-    """Bytes for a FAT partition holding ``payload`` bytes of files: whole MiB, room to spare."""
-    return (payload + 3 * MIB + MIB - 1) // MIB * MIB
+    """Bytes for a FAT partition holding ``payload`` bytes of files: whole MiB, room to spare.
+
+    At least 15 MiB (a 16 MiB disk): mkfs.fat refuses FAT16 below ~9 MiB.
+    """
+    return max((payload + 3 * MIB + MIB - 1) // MIB * MIB, 15 * MIB)
 
 
 # --- tools -----------------------------------------------------------------
@@ -121,6 +122,7 @@ class Tools:
             "PATH": f"{path}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "MTOOLS_SKIP_CHECK": "1",
             "MTOOLSRC": os.devnull,  # ignore the user's mtools configuration
+            "SOURCE_DATE_EPOCH": "946684800",  # fixed file times: reproducible images
         }
 
     def run(self, argv: list[str], what: str) -> None:
@@ -182,7 +184,7 @@ def ensure_boot_disk(cache_dir: Path | None = None) -> Path:
             debpkg.log("writing the bootable disk image")
             tmp = work / DISK_NAME
             build(tools, guest.kernel, guest.initrd, work, tmp)
-            tmp.chmod(0o444)
+            tmp.chmod(0o644)
             final.parent.mkdir(exist_ok=True)
             cache.publish(tmp, final)
     debpkg.log(f"boot disk ready: {final}")

@@ -31,9 +31,12 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+def run(
+    argv: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
+    """Run ``argv``; its stdout, or a :class:`HostError` naming ``what`` with stderr's tail."""
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except OSError as e:
         raise HostError(f"{what}: cannot run {argv[0]}: {e}") from e
     if proc.returncode != 0:
@@ -57,7 +60,7 @@ class Package:
 
 
 def _candidate(name: str) -> str | None:
-    out = _run([_tool("apt-cache", "apt"), "policy", name], f"apt-cache policy {name}")
+    out = run([_tool("apt-cache", "apt"), "policy", name], f"apt-cache policy {name}")
     m = re.search(r"^\s*Candidate:\s*(\S+)", out, re.M)
     if m is None or m.group(1) == "(none)":
         return None
@@ -66,7 +69,7 @@ def _candidate(name: str) -> str | None:
 
 def _apt_update() -> None:
     log("package not known to apt-cache; running apt-get update")
-    _run([_tool("apt-get", "apt"), "update"], "apt-get update")
+    run([_tool("apt-get", "apt"), "update"], "apt-get update")
 
 
 def resolve(name: str) -> Package:
@@ -88,7 +91,7 @@ def depends_on(meta: str, prefix: str) -> str:
     argv = [_tool("apt-cache", "apt"), "depends", meta]
     for attempt in range(2):
         try:
-            out = _run(argv, f"apt-cache depends {meta}")
+            out = run(argv, f"apt-cache depends {meta}")
         except HostError:
             out = ""
         for m in re.finditer(r"^\s*\|?Depends:\s*(\S+)", out, re.M):
@@ -116,7 +119,7 @@ def download(pkg: Package, deb_dir: Path) -> Path:
         argv = [_tool("apt-get", "apt"), "download", f"{pkg.name}={pkg.version}"]
         if os.geteuid() == 0:  # _apt cannot write into root's private cache dir
             argv[2:2] = ["-o", "APT::Sandbox::User=root"]
-        _run(argv, f"downloading {pkg.name}", cwd=tmp)
+        run(argv, f"downloading {pkg.name}", cwd=tmp)
         debs = list(tmp.glob("*.deb"))
         if len(debs) != 1:
             raise HostError(f"apt-get download {pkg.name} produced {len(debs)} files, wanted 1")
@@ -129,5 +132,5 @@ def download(pkg: Package, deb_dir: Path) -> Path:
 def extract(deb: Path, dest: Path) -> Path:
     """Unpack ``deb`` into ``dest`` with ``dpkg-deb -x``; returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    _run([_tool("dpkg-deb", "dpkg"), "-x", str(deb), str(dest)], f"unpacking {deb.name}")
+    run([_tool("dpkg-deb", "dpkg"), "-x", str(deb), str(dest)], f"unpacking {deb.name}")
     return dest

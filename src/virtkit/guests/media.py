@@ -2,21 +2,35 @@
 
 Both use the layout virt-install users know from RHEL-family trees: a
 ``.treeinfo`` naming ``images/pxeboot/vmlinuz`` and ``images/pxeboot/initrd.img``.
+
+The kernel is Debian's; the initrd is the installer initrd: the normal tiny
+initrd followed by a second (uncompressed) cpio archive carrying
+``/etc/virtkit-installer`` and the gzipped boot disk (see :mod:`bootdisk`).
+Linux unpacks concatenated archives into one root file system, and the tiny
+init runs the installer when that file exists (unless the kernel command line
+says ``virtkit.noinstall=1``): it writes the boot disk to ``/dev/vda``, prints
+``VIRTKIT-INSTALL-DONE`` and reboots, after which the disk boots by itself.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
 from pathlib import Path
 
 from virtkit.guests import cache, debpkg
+from virtkit.guests.bootdisk import ensure_boot_disk, install_dir
+from virtkit.guests.cpio import CpioWriter
 from virtkit.guests.tiny import TinyGuest, ensure_tiny
 
 VOLUME_ID = "VIRTKIT_TINY"
 KERNEL_PATH = "images/pxeboot/vmlinuz"
 INITRD_PATH = "images/pxeboot/initrd.img"
+INSTALLER_FLAG = "etc/virtkit-installer"  # the tiny init's cue to run the installer
+PAYLOAD_PATH = "virtkit/disk.img.gz"  # where the init finds the disk image
+INSTALLER_INITRD = "installer-initrd.img"
 
 
 def treeinfo(version: str = "1") -> str:
@@ -45,8 +59,50 @@ def _place(src: Path, dest: Path) -> None:
 
 
 def _guest(cache_dir: Path | None) -> tuple[TinyGuest, Path]:
-    guest = ensure_tiny(cache_dir)
-    return guest, guest.kernel.parent
+    """The tiny guest and the directory of its install media, with the installer initrd."""
+    root = cache_dir or cache.default_cache_dir()
+    guest = ensure_tiny(root)
+    home = install_dir(guest)
+    initrd = home / INSTALLER_INITRD
+    if initrd.is_file():
+        return TinyGuest(guest.kernel, initrd, guest.version, guest.pvh_kernel), home
+    disk = ensure_boot_disk(root)  # before the lock: build_lock is not reentrant
+    with cache.build_lock(root):
+        if not initrd.is_file():
+            home.mkdir(exist_ok=True)
+            with cache.workdir(root) as work:
+                tmp = work / INSTALLER_INITRD
+                write_installer_initrd(tmp, guest.initrd, disk)
+                tmp.chmod(0o644)
+                cache.publish(tmp, initrd)
+    debpkg.log(f"installer initrd ready: {initrd}")
+    return TinyGuest(guest.kernel, initrd, guest.version, guest.pvh_kernel), home
+
+
+def installer_flag(disk_size: int) -> bytes:
+    """The content of ``/etc/virtkit-installer``, sourced by the tiny init."""
+    return (
+        "# virtkit tiny installer: write the boot disk to /dev/vda, then reboot\n"
+        f"payload=/{PAYLOAD_PATH}\n"
+        f"size={disk_size}\n"
+    ).encode()
+
+
+def write_installer_initrd(path: Path, initrd: Path, disk: Path) -> None:
+    """Write ``initrd`` + an uncompressed cpio with the installer flag and the gzipped ``disk``."""
+    base = initrd.read_bytes()
+    payload = io.BytesIO()
+    with disk.open("rb") as src, gzip.GzipFile(fileobj=payload, mode="wb", mtime=0) as gz:
+        shutil.copyfileobj(src, gz, 1 << 20)
+    with path.open("wb") as out:
+        # The kernel reads a following archive only at a 4-byte aligned offset (zeros skipped).
+        out.write(base + bytes(-len(base) % 4))
+        w = CpioWriter(out)
+        w.add_dir("etc")
+        w.add_file(INSTALLER_FLAG, installer_flag(disk.stat().st_size), 0o644)
+        w.add_dir(PAYLOAD_PATH.rsplit("/", 1)[0], 0o700)
+        w.add_file(PAYLOAD_PATH, payload.getvalue(), 0o600)
+        w.close()
 
 
 def ensure_tree(cache_dir: Path | None = None) -> Path:

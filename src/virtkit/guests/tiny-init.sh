@@ -73,6 +73,27 @@ fi
 say VIRTKIT-TINY-BOOT-OK
 say "VIRTKIT-CMDLINE: $CMDLINE"
 
+# Installer mode: only the install media's initrd has /etc/virtkit-installer (it
+# names the gzipped boot disk and its size).  Write the disk to /dev/vda, whatever
+# is on it, and reboot; the guest then boots from the disk (virtkit.installed=1).
+# virtkit.noinstall=1 on the kernel command line skips it.
+if [ -e /etc/virtkit-installer ] && ! has virtkit.noinstall=1; then
+    . /etc/virtkit-installer
+    say VIRTKIT-INSTALLER-START
+    i=0
+    while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ ! -b /dev/vda ]; then
+        say "VIRTKIT-INSTALL-FAILED no disk"
+    elif [ "$(cat /sys/block/vda/size)" -lt $((size / 512)) ]; then
+        say "VIRTKIT-INSTALL-FAILED disk smaller than $size bytes"
+    elif gunzip -c "$payload" > /dev/vda && sync; then
+        say VIRTKIT-INSTALL-DONE
+        reboot -f
+    else
+        say "VIRTKIT-INSTALL-FAILED cannot write /dev/vda"
+    fi
+fi
+
 # Interactive root shell on the serial port, respawned when it exits.  It runs in
 # the foreground: ash starts background jobs with SIGINT ignored, which would make
 # Ctrl+C useless in the shell.  poweroff/reboot/halt are -f wrappers in /sbin.

@@ -30,6 +30,7 @@ MODULES = (
     *("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon"),
     *("virtio_rng", "virtio_scsi", "virtio_mem", "sd_mod", "sr_mod", "cdrom", "isofs"),
     *("evdev", "button", "failover", "net_failover", "9pnet_virtio", "9p", "e1000", "ext4"),
+    *("ahci",),  # SATA CD-ROMs (install media, cloud-init seeds) on q35
 )
 OPTIONAL = frozenset(("virtio_mem", "9pnet_virtio", "9p", "ext4", *MODULES[:3]))
 BUILD_FORMAT = 2  # bump when the layout of the initramfs changes

@@ -63,9 +63,7 @@ def seed_bytes(files: dict[str, bytes]) -> bytes:
     try:
         for name, data in files.items():
             iso9660 = "/" + name.upper().replace("-", "_") + ".;1"
-            iso.add_fp(
-                io.BytesIO(data), len(data), iso9660, rr_name=name, joliet_path="/" + name
-            )
+            iso.add_fp(io.BytesIO(data), len(data), iso9660, rr_name=name, joliet_path="/" + name)
         out = io.BytesIO()
         iso.write_fp(out)
     finally:

@@ -67,12 +67,10 @@ def _existing(path: Path) -> bool:
     """True if ``path`` is an existing regular file to reuse; refuse anything else."""
     try:
         st = path.lstat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     if stat.S_ISLNK(st.st_mode):
-        raise ConfigError(
-            f"disk path {path} is a symbolic link; give the path of the image itself"
-        )
+        raise ConfigError(f"disk path {path} is a symbolic link; give the path of the image itself")
     if stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"disk path {path} is a directory; give a file name inside it")
     if not stat.S_ISREG(st.st_mode):
@@ -115,8 +113,9 @@ def create_disk(
     _prepare_parent(path)
     try:  # O_EXCL: never clobber a file that appeared meanwhile; the errno is precise
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    except FileExistsError:
-        return _existing(path) and False
+    except FileExistsError:  # created meanwhile: same rules as an existing file
+        _existing(path)
+        return False
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
             raise ConfigError(

@@ -85,6 +85,9 @@ def open_url(url: str, *, method: str = "GET", timeout_s: float = TIMEOUT_S) -> 
     req = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT})
     try:
         resp: IO[bytes] = urllib.request.urlopen(req, timeout=timeout_s)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the error response and its socket
+        raise http_error(url, exc) from exc
     except (OSError, http.client.HTTPException) as exc:
         raise http_error(url, exc) from exc
     return resp
@@ -202,7 +205,5 @@ def _stream(
             if progress is not None:
                 progress(done, total)
     if total is not None and done != total:
-        raise HostError(
-            f"{url}: the connection closed after {done} of {total} bytes; try again"
-        )
+        raise HostError(f"{url}: the connection closed after {done} of {total} bytes; try again")
     return hasher.hexdigest()

@@ -29,6 +29,7 @@ class Layout:
 
 _DI = "netboot/debian-installer/amd64"
 _UI = "netboot/ubuntu-installer/amd64"
+_LEGACY = f"current/legacy-images/{_DI}"
 
 LAYOUTS: tuple[Layout, ...] = (
     # RHEL / CentOS / Fedora / Rocky / Alma (trees without .treeinfo)
@@ -36,10 +37,7 @@ LAYOUTS: tuple[Layout, ...] = (
     # Debian CD/DVD, then Debian netboot trees (.../main/installer-amd64/)
     Layout("debian", "install.amd/vmlinuz", "install.amd/initrd.gz", "cd"),
     Layout("debian", f"current/images/{_DI}/linux", f"current/images/{_DI}/initrd.gz", "net"),
-    Layout(
-        "debian", f"current/legacy-images/{_DI}/linux", f"current/legacy-images/{_DI}/initrd.gz",
-        "net",
-    ),  # fmt: skip
+    Layout("debian", f"{_LEGACY}/linux", f"{_LEGACY}/initrd.gz", "net"),
     Layout("debian", f"daily/{_DI}/linux", f"daily/{_DI}/initrd.gz", "net"),
     Layout("debian", f"install/{_DI}/linux", f"install/{_DI}/initrd.gz", "net"),
     Layout("debian", "debian-installer/amd64/linux", "debian-installer/amd64/initrd.gz", "net"),
