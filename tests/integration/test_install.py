@@ -12,6 +12,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,78 @@ def test_cloud_init_seed_read_by_guest(daemon: Daemon, tmp_path: Path) -> None:
                "--disk", f"path={disk},format=raw", "--network", "none",
                "--cloud-init", f"user-data={ud}", "--noautoconsole")  # fmt: skip
     daemon.wait_console("ci", "tiny# ", timeout=120)
-    console_roundtrip(daemon, "ci", "mkdir -p /mnt; mount -t iso9660 /dev/sr0 /mnt && cat /mnt/user-data "
-                      "&& echo CIDATA-$((3*3))", "CIDATA-9")  # fmt: skip
+    cmd = "mkdir -p /mnt; mount -t iso9660 /dev/sr0 /mnt && cat /mnt/user-data"
+    console_roundtrip(daemon, "ci", cmd + " && echo CIDATA-$((3*3))", "CIDATA-9")
     assert "seeded-by-virtkit" in daemon.console_log("ci").read_text(errors="replace")
     daemon.cli("destroy", "ci")
+
+
+@pytest.fixture
+def http_media(media: tuple[Path, Path]) -> Iterator[str]:
+    """Serve the install ISO and tree on 127.0.0.1 only."""
+    import functools
+    import http.server
+    import threading
+
+    root = media[0].parent
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+
+    class Quiet(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass
+
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    srv = Quiet(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_url_location_with_progress_and_checksum(
+    daemon: Daemon, media: tuple[Path, Path], http_media: str, tmp_path: Path
+) -> None:
+    import hashlib
+
+    iso = media[0]
+    good = "sha256:" + hashlib.sha256(iso.read_bytes()).hexdigest()
+    url = f"{http_media}/{iso.name}"
+    disk = tmp_path / "u.qcow2"
+    wrong = f"{url},checksum=sha256:{'0' * 64}"
+    bad = daemon.cli("install", "-n", "urlbad", "-m", "256", "-l", wrong,
+                     "--disk", f"{disk},size=1", "--noautoconsole", check=False)  # fmt: skip
+    assert bad.returncode != 0 and "checksum" in bad.stderr.lower()
+    assert not disk.exists() and "urlbad" not in daemon.cli("list", "--all").stdout
+    r = daemon.cli("install", "-n", "urlinst", "-m", "256", "-l", f"{url},checksum={good}",
+                   "--disk", f"{disk},size=1", "-x", "console=ttyS0 from=url",
+                   "--noautoconsole", "--wait", "5", timeout=400)  # fmt: skip
+    assert "Domain creation completed" in r.stdout, r.stdout + r.stderr
+    events = daemon.cli("event", "--all", "--domain", "urlinst").stdout
+    assert "'progress'" in events  # download progress reached the client as events
+    assert "from=url" in daemon.console_log("urlinst").read_text(errors="replace")
+    daemon.cli("destroy", "urlinst")
+
+
+def test_initrd_inject_noreboot_transient(
+    daemon: Daemon, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from tests.integration.test_survival import console_roundtrip
+
+    _, tree = media
+    marker = tmp_path / "virtkit-injected.txt"
+    marker.write_text("injected-ok\n")
+    # noinstall: the installer stays out of the way, so we can look around its root
+    daemon.cli("install", "-n", "inj", "-m", "256", "-l", str(tree), "--disk", "none",
+               "--initrd-inject", str(marker), "-x", "console=ttyS0 virtkit.noinstall=1",
+               "--network", "none", "--noautoconsole", "--transient", "--noreboot")  # fmt: skip
+    daemon.wait_console("inj", "tiny# ", timeout=120)
+    console_roundtrip(daemon, "inj", "cat /virtkit-injected.txt && echo INJ-$((4*4))", "INJ-16")
+    assert "Persistent:     no" in daemon.cli("dominfo", "inj").stdout
+    daemon.cli("console", "inj", input="reboot\n", check=False)  # the installer reboots ...
+    deadline = time.monotonic() + 60
+    while "inj" in daemon.cli("list", "--all").stdout:  # ... and the transient domain is gone
+        assert time.monotonic() < deadline, daemon.cli("list", "--all").stdout
+        time.sleep(0.2)

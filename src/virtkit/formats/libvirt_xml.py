@@ -51,7 +51,7 @@ import xml.etree.ElementTree as ET
 from virtkit.formats import osinfo
 from virtkit.formats.libvirt_xml_node import LIBOSINFO_NS, VIRTKIT_NS
 from virtkit.formats.libvirt_xml_read import read_domain
-from virtkit.model.domain import Accel, Disk, DiskBus, Domain, GraphicsType, NicType
+from virtkit.model.domain import Accel, Domain, GraphicsType, NicType, disk_targets
 
 __all__ = ["LIBOSINFO_NS", "VIRTKIT_NS", "domain_from_xml", "domain_to_xml"]
 
@@ -63,34 +63,6 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     if text is not None:
         el.text = text
     return el
-
-
-def _letters(i: int) -> str:
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(ord("a") + r) + out
-    return out
-
-
-def disk_targets(disks: list[Disk]) -> list[str]:
-    """Each disk's target, filling unset ones the way model.normalize does."""
-    used = {d.target for d in disks if d.target}
-    counters: dict[str, int] = {}
-    out = []
-    for disk in disks:
-        target = disk.target
-        if target is None:
-            prefix = "vd" if disk.bus is DiskBus.VIRTIO else "sd"
-            n = counters.get(prefix, 0)
-            while f"{prefix}{_letters(n)}" in used:
-                n += 1
-            target = f"{prefix}{_letters(n)}"
-            counters[prefix] = n + 1
-            used.add(target)
-        out.append(target)
-    return out
 
 
 def _metadata(root: ET.Element, dom: Domain) -> None:

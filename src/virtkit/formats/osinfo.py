@@ -44,54 +44,13 @@ def _linux(
 
 def _table() -> list[OsInfo]:
     t: list[OsInfo] = []
-    for minor in range(11):
-        v = f"6.{minor}"
-        t.append(
-            _linux(
-                f"rhel{v}",
-                f"http://redhat.com/rhel/{v}",
-                1024,
-                1,
-                10,
-                ("rhel6",) if minor == 0 else (),
-            )
-        )
-    for minor in range(10):
-        v = f"7.{minor}"
-        t.append(
-            _linux(
-                f"rhel{v}",
-                f"http://redhat.com/rhel/{v}",
-                1536,
-                1,
-                10,
-                ("rhel7",) if minor == 0 else (),
-            )
-        )
-    for minor in range(11):
-        v = f"8.{minor}"
-        t.append(
-            _linux(
-                f"rhel{v}",
-                f"http://redhat.com/rhel/{v}",
-                2048,
-                2,
-                20,
-                ("rhel8",) if minor == 0 else (),
-            )
-        )
-    for minor in range(5):
-        v = f"9.{minor}"
-        t.append(
-            _linux(
-                f"rhel{v}",
-                f"http://redhat.com/rhel/{v}",
-                2048,
-                2,
-                20,
-                ("rhel9",) if minor == 0 else (),
-            )
-        )
+    # RHEL: (major, number of minor releases, memory MiB, vCPUs, disk GiB); rhelN = rhelN.0
+    for major, minors, mem, vcpus, disk in ((6, 11, 1024, 1, 10), (7, 10, 1536, 1, 10),
+                                            (8, 11, 2048, 2, 20), (9, 5, 2048, 2, 20)):  # fmt: skip
+        for minor in range(minors):
+            v = f"{major}.{minor}"
+            alias = (f"rhel{major}",) if minor == 0 else ()
+            t.append(_linux(f"rhel{v}", f"http://redhat.com/rhel/{v}", mem, vcpus, disk, alias))
     t.append(_linux("centos7.0", "http://centos.org/centos/7.0", 1024, 1, 10, ("centos7",)))
     t.append(_linux("centos8", "http://centos.org/centos/8", 2048, 2, 20))
     for n in (8, 9):

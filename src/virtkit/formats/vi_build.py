@@ -297,6 +297,7 @@ def build(d: Draft) -> InstallSpec:
             "location": d.location,
             "location_kernel": d.location_kernel,
             "location_initrd": d.location_initrd,
+            "checksum": d.checksum,
             "cdrom": d.cdrom,
             "extra_args": d.extra_args or "",
             "initrd_inject": d.initrd_inject,

@@ -79,6 +79,7 @@ class Draft:
     location: str | None = None
     location_kernel: str | None = None
     location_initrd: str | None = None
+    checksum: str | None = None
     cdrom: str | None = None
     boot_given: bool = False
     boot_order: list[str] = field(default_factory=list)

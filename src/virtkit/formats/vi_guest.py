@@ -150,11 +150,16 @@ def _method(d: Draft, option: str, value: str) -> None:
 
 def parse_location(d: Draft, text: str) -> None:
     option = "--location"
-    o = parse(option, text, valid=("location", "kernel", "initrd"), first=("location",))
+    o = parse(option, text, valid=("location", "kernel", "initrd", "checksum"),
+              first=("location",))  # fmt: skip
     loc = o.get("location")
     kernel = o.get("kernel")
     initrd = o.get("initrd")
+    checksum = o.get("checksum")  # virtkit extension: verify a downloaded/local ISO
     o.finish()
+    if checksum is not None and not re.fullmatch(r"(sha256|sha512):[0-9a-fA-F]+", checksum):
+        raise ConfigError(f"{option}: checksum= must be sha256:HEX or sha512:HEX")
+    d.checksum = checksum
     if not loc:
         raise ConfigError(f"{option}: give an ISO, a directory or an http(s) URL")
     if "://" in loc:

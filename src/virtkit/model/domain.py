@@ -309,6 +309,25 @@ def _letters(i: int) -> str:
     return out
 
 
+def disk_targets(disks: list[Disk]) -> list[str]:
+    """Each disk's target: its own, or the first free vdX (virtio) / sdX (others)."""
+    used = {d.target for d in disks if d.target}
+    counters: dict[str, int] = {}
+    out = []
+    for disk in disks:
+        target = disk.target
+        if target is None:
+            prefix = _target_prefix(disk)
+            n = counters.get(prefix, 0)
+            while f"{prefix}{_letters(n)}" in used:
+                n += 1
+            target = f"{prefix}{_letters(n)}"
+            counters[prefix] = n + 1
+            used.add(target)
+        out.append(target)
+    return out
+
+
 def normalize(
     dom: Domain,
     *,
@@ -319,20 +338,10 @@ def normalize(
 
     The uuid and MAC sources are injected so tests are deterministic.
     """
-    used = {d.target for d in dom.disks if d.target}
-    disks = []
-    counters: dict[str, int] = {}
-    for disk in dom.disks:
-        if disk.target is None:
-            prefix = _target_prefix(disk)
-            n = counters.get(prefix, 0)
-            while f"{prefix}{_letters(n)}" in used:
-                n += 1
-            target = f"{prefix}{_letters(n)}"
-            counters[prefix] = n + 1
-            used.add(target)
-            disk = disk.model_copy(update={"target": target})
-        disks.append(disk)
+    disks = [
+        d if d.target == t else d.model_copy(update={"target": t})
+        for d, t in zip(dom.disks, disk_targets(dom.disks), strict=True)
+    ]
     macs = {n.mac for n in dom.nics if n.mac}
     nics = []
     for nic in dom.nics:
