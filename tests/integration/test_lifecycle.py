@@ -125,3 +125,47 @@ def test_accel_auto_reports_tcg_fallback(daemon: Daemon, tiny: object, tmp_path:
         assert "warning:" in r.stderr and "TCG" in r.stderr
     daemon.wait_console("auto", BOOT)
     daemon.cli("destroy", "auto")
+
+
+def test_one_writable_image_one_guest(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
+    import subprocess
+
+    img = tmp_path / "shared.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "64M"], check=True)
+    link = tmp_path / "alias.qcow2"
+    link.symlink_to(img)  # the same file under another name is still the same file
+    disks = "disks:\n  - path: {}\n"
+    define(daemon, tmp_path, tiny_yaml(tiny, "first", extra="accel: tcg\n" + disks.format(img)),
+           "a.yaml")  # fmt: skip
+    define(daemon, tmp_path, tiny_yaml(tiny, "second", extra="accel: tcg\n" + disks.format(link)),
+           "b.yaml")  # fmt: skip
+    daemon.cli("start", "first")
+    r = daemon.cli("start", "second", check=False)
+    assert r.returncode == 4
+    assert "in use (writable) by running domain 'first'" in r.stderr
+    assert daemon.cli("domstate", "first").stdout.strip() == "running"
+    assert daemon.cli("domstate", "second").stdout.strip() == "shut off"
+    # the daemon forgets nothing across a restart: the holder is still known
+    daemon.kill9()
+    daemon.start()
+    r = daemon.cli("start", "second", check=False)
+    assert r.returncode == 4 and "'first'" in r.stderr
+    daemon.cli("destroy", "first")
+    daemon.cli("start", "second")  # released when the first guest's QEMU exits
+    daemon.cli("destroy", "second")
+
+
+def test_uefi_boot(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
+    from virtkit.host.firmware import find_ovmf
+
+    if find_ovmf() is None:
+        pytest.skip("OVMF is not installed (scripts/setup installs it)")
+    define(daemon, tmp_path, tiny_yaml(tiny, "efi", extra="accel: tcg\n").replace(
+        "boot:\n", "boot:\n  uefi: true\n"))  # fmt: skip
+    daemon.cli("start", "efi")
+    daemon.wait_console("efi", BOOT, timeout=180)
+    info = daemon.cli("dumpxml", "efi").stdout
+    assert "loader" in info or "efi" in info
+    nvram = list((daemon.state_dir / "nvram").iterdir())
+    assert len(nvram) == 1 and nvram[0].stat().st_mode & 0o777 == 0o600
+    daemon.cli("destroy", "efi")

@@ -56,6 +56,15 @@ def _setup_for(dom: Domain) -> Callable[[Monitor], Awaitable[None]] | None:
     return setup
 
 
+def _file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode): the same file under any name, hard link or symlink."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def random_mac() -> str:
     b = os.urandom(3)
     return f"52:54:00:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
@@ -197,6 +206,29 @@ class Service:
 
     # -- define / undefine --------------------------------------------------------------------
 
+    def _check_disk_users(self, name: str, dom: Domain) -> None:
+        """A writable image belongs to one running guest at a time (QEMU's own OFD image
+        locks are the second line, and also cover processes outside virtkit)."""
+        mine = {_file_id(d.path): (d.path, d.readonly) for d in dom.disks}
+        mine.pop(None, None)
+        if not mine:
+            return
+        for other in self.entries.values():
+            if other.sup is None or not other.sup.alive or other.domain.name == name:
+                continue
+            booted = other.sup.record.domain.get("disks", [])
+            for d in booted:
+                fid = _file_id(str(d.get("path", "")))
+                if fid in mine and not (mine[fid][1] and d.get("readonly")):
+                    mode = "read-only" if d.get("readonly") else "writable"
+                    raise StateError(
+                        f"disk {mine[fid][0]} is in use ({mode}) by running domain "
+                        f"{other.domain.name!r}; a writable image can be used by one running "
+                        "guest only: stop that domain, or give this one its own image "
+                        "(a linked clone: qemu-img create -f qcow2 -b BASE -F FMT NEW)",
+                        current=f"used by {other.domain.name}", required="not in use",
+                    )  # fmt: skip
+
     def _check_files(self, dom: Domain) -> None:
         missing = []
         for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
@@ -291,6 +323,7 @@ class Service:
             )  # fmt: skip
         dom = boot or e.domain
         self._check_files(dom)
+        self._check_disk_users(name, dom)
         taps.check_bridges(dom)
         caps = await self.caps_for(dom)
         accel, note = await self.accel.resolve(dom.accel, caps)
