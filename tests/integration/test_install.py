@@ -248,3 +248,18 @@ def test_initrd_inject_noreboot_transient(
     while "inj" in daemon.cli("list", "--all").stdout:  # ... and the transient domain is gone
         assert time.monotonic() < deadline, daemon.cli("list", "--all").stdout
         time.sleep(0.2)
+
+
+def test_cdrom_install(daemon: Daemon, media: tuple[Path, Path], tmp_path: Path) -> None:
+    """--cdrom: SeaBIOS boots the ISO (ISOLINUX), the installer writes the disk and reboots,
+    and virtkit restarts the domain from disk."""
+    iso, _ = media
+    disk = tmp_path / "cd.qcow2"
+    r = daemon.cli("install", "--name", "cdinst", "--memory", "256", "--cdrom", str(iso),
+                   "--disk", f"path={disk},size=1", "--os-variant", "generic",
+                   "--network", "none", "--noautoconsole", "--wait", "5", timeout=400)  # fmt: skip
+    assert "Domain creation completed" in r.stdout, r.stdout + r.stderr
+    log = daemon.console_log("cdinst").read_text(errors="replace")
+    assert "ISOLINUX" in log and "VIRTKIT-INSTALL-DONE" in log
+    daemon.wait_console("cdinst", "virtkit.installed=1", timeout=120)
+    daemon.cli("destroy", "cdinst")

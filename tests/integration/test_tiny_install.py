@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_tiny_guest import Console, _start
+from tests.unit.test_guests import check_eltorito
 from tests.unit.test_guests_install import check_boot_disk
 
 pytestmark = [
@@ -38,6 +39,13 @@ def tree() -> Path:
     from virtkit.guests.media import ensure_tree
 
     return ensure_tree()
+
+
+@pytest.fixture(scope="module")
+def iso() -> Path:
+    from virtkit.guests.media import ensure_iso
+
+    return ensure_iso()
 
 
 async def _boot_from_disk(drive: str) -> tuple[str, float]:
@@ -121,3 +129,61 @@ def test_installer_without_a_disk_says_so(tree: Path) -> None:
             await con.close()
 
     asyncio.run(run())
+
+
+def test_iso_is_el_torito_bootable_with_isolinux(iso: Path, tmp_path: Path) -> None:
+    from virtkit.guests import cache, media
+
+    isolinux_bin, _ = media.isolinux_files(cache.default_cache_dir(), tmp_path)
+    check_eltorito(iso.read_bytes(), isolinux_bin.read_bytes())
+
+
+def _log_has(log: Path, marker: bytes) -> bool:
+    return log.exists() and marker in log.read_bytes()
+
+
+def test_cdrom_install_then_boot_from_disk(iso: Path, tmp_path: Path) -> None:
+    """``virt-install --cdrom`` style: SeaBIOS boots the ISO (SATA CD-ROM), no -kernel."""
+    disk = tmp_path / "disk.qcow2"
+    log = tmp_path / "serial.log"
+    subprocess.run(
+        ["qemu-img", "create", "-f", "qcow2", str(disk), "1G"], check=True, capture_output=True
+    )
+    argv = [
+        "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-nodefaults",
+        "-display", "none", "-m", "256", "-serial", f"file:{log}", "-no-reboot",
+        "-blockdev", f"driver=file,filename={iso},node-name=cdf,read-only=on",
+        "-blockdev", "driver=raw,file=cdf,node-name=cd,read-only=on",
+        "-device", "ide-cd,bus=ide.0,drive=cd,bootindex=1",
+        "-blockdev", f"driver=file,filename={disk},node-name=df",
+        "-blockdev", "driver=qcow2,file=df,node-name=d",
+        "-device", "virtio-blk-pci,drive=d,bootindex=2",
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        took = None
+        while time.monotonic() - t0 < TIMEOUT and proc.poll() is None:
+            if _log_has(log, b"VIRTKIT-INSTALL-DONE"):
+                took = time.monotonic() - t0
+                break
+            time.sleep(0.2)
+        console = log.read_text(errors="replace") if log.exists() else ""
+        assert took is not None, f"no VIRTKIT-INSTALL-DONE; console tail:\n{console[-3000:]}"
+        assert proc.wait(60) == 0  # the installer reboots; -no-reboot makes QEMU exit
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.communicate()[0]
+    console = log.read_text(errors="replace")
+    assert "ISOLINUX" in console, "ISOLINUX did not print to the serial port"
+    cmdline = next(line for line in console.splitlines() if "VIRTKIT-CMDLINE:" in line)
+    assert "console=ttyS0" in cmdline.split() and "BOOT_IMAGE=/images/pxeboot/vmlinuz" in cmdline
+    assert "INSTALL-FAILED" not in console, out
+    print(f"CD boot to VIRTKIT-INSTALL-DONE in {took:.1f} s")
+
+    line, boot = asyncio.run(_boot_from_disk(f"file={disk},format=qcow2,if=virtio"))
+    print(f"installed system up in {boot:.1f} s")
+    assert "virtkit.installed=1" in line.split()

@@ -252,7 +252,22 @@ def fake_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return disk
 
 
-def test_tree_and_iso(tmp_path: Path, no_apt: None, fake_disk: Path) -> None:
+FAKE_ISOLINUX_BIN = b"\xfa\xeb\x3e" + b"I" * (38912 - 3)  # 19 sectors, like the real one
+
+
+@pytest.fixture
+def fake_isolinux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
+    """Stand-ins for ``isolinux.bin`` and ``ldlinux.c32``, so ISO tests need no apt."""
+    isolinux_bin, ldlinux = tmp_path / "isolinux.bin", tmp_path / "ldlinux.c32"
+    isolinux_bin.write_bytes(FAKE_ISOLINUX_BIN)
+    ldlinux.write_bytes(b"LDLINUX" * 100)
+    monkeypatch.setattr(media, "isolinux_files", lambda _root, _dest: (isolinux_bin, ldlinux))
+    return isolinux_bin, ldlinux
+
+
+def test_tree_and_iso(
+    tmp_path: Path, no_apt: None, fake_disk: Path, fake_isolinux: tuple[Path, Path]
+) -> None:
     import pycdlib
 
     guest = _fake_guest(tmp_path)
@@ -281,8 +296,96 @@ def test_tree_and_iso(tmp_path: Path, no_apt: None, fake_disk: Path) -> None:
         buf = io.BytesIO()
         iso.get_file_from_iso_fp(buf, rr_path="/images/pxeboot/initrd.img")
         assert buf.getvalue() == installer.read_bytes()
+        for name, want in (
+            ("isolinux.cfg", media.ISOLINUX_CFG.encode()),
+            ("ldlinux.c32", fake_isolinux[1].read_bytes()),
+        ):
+            buf = io.BytesIO()
+            iso.get_file_from_iso_fp(buf, rr_path=f"/isolinux/{name}")
+            assert buf.getvalue() == want
+        assert iso.eltorito_boot_catalog is not None
     finally:
         iso.close()
+    assert iso_path.name == media.iso_name()
+    assert media.ensure_iso(tmp_path) == iso_path
+    check_eltorito(iso_path.read_bytes(), FAKE_ISOLINUX_BIN)
+
+
+def check_eltorito(image: bytes, isolinux_bin: bytes) -> None:
+    """Check, by hand, the El Torito boot record, catalog and boot info table of ``image``."""
+    sector = 2048
+    brvd = image[17 * sector : 18 * sector]  # the boot record follows the PVD (sector 16)
+    assert brvd[:7] == b"\x00CD001\x01"
+    assert brvd[7:39] == b"EL TORITO SPECIFICATION".ljust(32, b"\0")
+    (catalog_lba,) = struct.unpack_from("<I", brvd, 0x47)
+    cat = image[catalog_lba * sector : catalog_lba * sector + 64]
+    assert cat[0] == 1 and cat[1] == 0  # validation entry, platform x86
+    assert cat[0x1E:0x20] == b"\x55\xaa"
+    assert sum(struct.unpack_from("<16H", cat, 0)) & 0xFFFF == 0  # checksum
+    indicator, media_type, seg, _sys, count, rba = struct.unpack_from("<BBHBxHI", cat, 32)
+    assert (indicator, media_type, seg) == (0x88, 0, 0)  # bootable, no emulation, 0x7C0
+    assert count == media.BOOT_LOAD_SIZE
+    boot = image[rba * sector : rba * sector + len(isolinux_bin)]
+    assert boot[:8] == isolinux_bin[:8] and boot[64:] == isolinux_bin[64:]
+    pvd_lba, file_lba, length, csum = struct.unpack_from("<IIII", boot, 8)
+    assert (pvd_lba, file_lba, length) == (16, rba, len(isolinux_bin))
+    assert csum == sum(struct.unpack_from(f"<{(len(boot) - 64) // 4}I", boot, 64)) & 0xFFFFFFFF
+
+
+def test_iso_without_isolinux_is_not_bootable(tmp_path: Path) -> None:
+    import pycdlib
+
+    kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
+    kernel.write_bytes(b"K" * 100)
+    initrd.write_bytes(b"I" * 100)
+    media.write_iso(tmp_path / "plain.iso", kernel, initrd)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(tmp_path / "plain.iso"))
+    try:
+        assert iso.eltorito_boot_catalog is None
+    finally:
+        iso.close()
+
+
+def test_isolinux_cfg_boots_the_installer_on_the_serial_port() -> None:
+    lines = [line.split() for line in media.ISOLINUX_CFG.splitlines()]
+    assert lines[0] == ["SERIAL", "0", "115200"]
+    assert ["KERNEL", f"/{media.KERNEL_PATH}"] in lines
+    assert ["INITRD", f"/{media.INITRD_PATH}"] in lines
+    assert ["APPEND", "console=ttyS0"] in lines
+    assert ["PROMPT", "0"] in lines and ["TIMEOUT", "0"] in lines
+
+
+def test_iso_name_tracks_the_isolinux_cfg(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = media.iso_name()
+    assert name != "virtkit-tiny.iso"  # the old, unbootable ISO's name
+    monkeypatch.setattr(media, "ISOLINUX_CFG", media.ISOLINUX_CFG + "# changed\n")
+    assert media.iso_name() != name
+
+
+def test_isolinux_files_reports_missing_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got: list[str] = []
+
+    def extract(deb: Path, dest: Path) -> Path:
+        got.append(deb.name)
+        return dest
+
+    monkeypatch.setattr(debpkg, "resolve", lambda name: debpkg.Package(name, "1"))
+    monkeypatch.setattr(debpkg, "download", lambda pkg, _d: tmp_path / pkg.deb_name)
+    monkeypatch.setattr(debpkg, "extract", extract)
+    with pytest.raises(HostError, match=r"without isolinux\.bin"):
+        media.isolinux_files(tmp_path, tmp_path / "x")
+    assert got == ["isolinux_1_amd64.deb", "syslinux-common_1_amd64.deb"]
+    got.clear()
+    for rel in (media.ISOLINUX_BIN, media.LDLINUX_C32):
+        (tmp_path / "x" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "x" / rel).write_bytes(b"x")
+    assert media.isolinux_files(tmp_path, tmp_path / "x") == (
+        tmp_path / "x" / media.ISOLINUX_BIN,
+        tmp_path / "x" / media.LDLINUX_C32,
+    )
 
 
 # --- cache and CLI ---------------------------------------------------------

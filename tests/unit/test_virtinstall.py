@@ -254,7 +254,7 @@ def test_cdrom_install_keeps_the_cd() -> None:
         DiskBus.SATA,
         True,
     )
-    assert spec.domain.boot.order == ["cdrom", "hd"]
+    assert spec.domain.boot.order == ["hd", "cdrom"]  # the install boot itself uses cdrom first
 
 
 def test_location_url_with_kernel_and_initrd() -> None:

@@ -83,12 +83,14 @@ def cmd_define(ns: argparse.Namespace) -> int:
 
 
 @args(DOMAIN, a("--console", action="store_true", help="attach to the serial console"),
-      a("--paused", action="store_true", help="leave the guest paused after start"))  # fmt: skip
+      a("--paused", action="store_true", help="leave the guest paused after start"),
+      a("--force-boot", action="store_true", help="boot afresh, drop a managed save"))  # fmt: skip
 @command("start", "start a (defined) domain")
 def cmd_start(ns: argparse.Namespace) -> int:
     c = client(ns)
     # With --console, start paused and attach first so no boot output is missed.
-    d = c.action(ns.domain, "start", paused=(ns.paused or ns.console) or None)
+    d = c.action(ns.domain, "start", paused=(ns.paused or ns.console) or None,
+                 force_boot=ns.force_boot or None)  # fmt: skip
     if d.get("warning"):
         warn(d["warning"])
     say(f"Domain '{ns.domain}' started")
@@ -150,14 +152,6 @@ def cmd_suspend(ns: argparse.Namespace) -> int:
 def cmd_resume(ns: argparse.Namespace) -> int:
     client(ns).action(ns.domain, "resume")
     say(f"Domain '{ns.domain}' resumed")
-    return 0
-
-
-@args(DOMAIN)
-@command("undefine", "remove a domain's definition")
-def cmd_undefine(ns: argparse.Namespace) -> int:
-    client(ns).undefine(ns.domain)
-    say(f"Domain '{ns.domain}' has been undefined")
     return 0
 
 
@@ -322,6 +316,11 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
 
     argv = (["--mode", ns.mode] if ns.mode else []) + (["--log-stderr"] if ns.log_stderr else [])
     return daemon_main(argv)
+
+
+from virtkit.cli import domextra as _domextra  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import snapshots as _snapshots  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import storage as _storage  # noqa: E402, F401  (registers its verbs)
 
 
 def _command_word(argv: list[str]) -> str | None:

@@ -37,7 +37,7 @@ def dominfo(d: dict[str, Any]) -> str:
         ("Used memory", f"{d['memory_mib'] * 1024} KiB"),
         ("Persistent", "yes" if d["persistent"] else "no"),
         ("Autostart", "enable" if d["autostart"] else "disable"),
-        ("Managed save", "no"),
+        ("Managed save", "yes" if d.get("managed_save") else "no"),
         ("Security model", "none"),
         ("Security DOI", "0"),
         ("Machine", d["machine"]),

@@ -8,6 +8,7 @@ per-user daemon if none answers.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -203,6 +204,174 @@ class Client:
                 "GET", "/v1/events", query={"after": after, "domain": domain, "wait_s": wait_s}
             )
         )
+
+    # -- storage pools and volumes -------------------------------------------------------------
+
+    def raw_request(self, method: str, path: str, body: bytes | None = None,
+                    query: dict[str, Any] | None = None) -> bytes:  # fmt: skip
+        """A request whose body and answer are bytes (volume content); errors as usual."""
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        try:
+            resp = _raw_exchange(self._connection(), method, path, body)
+        except (ConnectionError, BrokenPipeError, TimeoutError):
+            self.close()
+            raise DaemonError("the virtkit daemon closed the connection; check its log") from None
+        if resp.status >= 400:
+            try:
+                raise from_dict(json.loads(resp.body))
+            except (ValueError, AttributeError):
+                raise VirtkitError(f"daemon error {resp.status}: {resp.body[:500]!r}") from None
+        return resp.body
+
+    def list_pools(self, all_: bool = False) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/pools", query={"all": all_}))
+
+    def define_pool(self, name: str, type_: str, target: str) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/pools",
+                                 {"name": name, "type": type_, "target": target}))  # fmt: skip
+
+    def pool_info(self, pool: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/pools/{quote(pool, safe='')}"))
+
+    def pool_action(self, pool: str, verb: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/pools/{quote(pool, safe='')}/{verb}"))
+
+    def pool_autostart(self, pool: str, enabled: bool) -> dict[str, Any]:
+        return dict(self.request("PUT", f"/v1/pools/{quote(pool, safe='')}/autostart",
+                                 {"enabled": enabled}))  # fmt: skip
+
+    def undefine_pool(self, pool: str) -> None:
+        self.request("DELETE", f"/v1/pools/{quote(pool, safe='')}")
+
+    def _vol(self, pool: str, vol: str) -> str:
+        return f"/v1/pools/{quote(pool, safe='')}/volumes/{quote(vol, safe='')}"
+
+    def list_volumes(self, pool: str, details: bool = False) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/pools/{quote(pool, safe='')}/volumes",
+                                 query={"details": details}))  # fmt: skip
+
+    def create_volume(self, pool: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/pools/{quote(pool, safe='')}/volumes", spec))
+
+    def volume_info(self, pool: str, vol: str) -> dict[str, Any]:
+        return dict(self.request("GET", self._vol(pool, vol)))
+
+    def lookup_volume(self, path: str) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/volume-lookup", query={"path": path}))
+
+    def delete_volume(self, pool: str, vol: str) -> None:
+        self.request("DELETE", self._vol(pool, vol))
+
+    def resize_volume(self, pool: str, vol: str, capacity: str, *, delta: bool = False,
+                      shrink: bool = False) -> dict[str, Any]:  # fmt: skip
+        body = {"capacity": capacity, "delta": delta, "shrink": shrink}
+        return dict(self.request("POST", self._vol(pool, vol) + "/resize", body))
+
+    def clone_volume(self, pool: str, vol: str, new: str) -> dict[str, Any]:
+        return dict(self.request("POST", self._vol(pool, vol) + "/clone", {"name": new}))
+
+    def read_volume(self, pool: str, vol: str, offset: int, length: int) -> bytes:
+        return self.raw_request("GET", self._vol(pool, vol) + "/content",
+                                query={"offset": offset, "length": length})  # fmt: skip
+
+    def upload_volume(self, pool: str, vol: str, src: Any, size: int,
+                      progress: Any = None, chunk: int = 1 << 20) -> dict[str, Any]:  # fmt: skip
+        """Replace the volume's content with ``size`` bytes read from file object ``src``.
+
+        ``progress(done)`` is called after each chunk. Aborted on any error.
+        """
+        up = self.request("POST", self._vol(pool, vol) + "/upload", {"size": size})
+        uid = quote(up["id"], safe="")
+        done = 0
+        try:
+            while done < size:
+                data = src.read(min(chunk, size - done))
+                if not data:
+                    raise VirtkitError(f"the file ended after {done} of {size} bytes")
+                if data.count(0) != len(data):  # zero chunks are not sent: they stay holes
+                    self.raw_request("PUT", f"/v1/uploads/{uid}", data, {"offset": done})
+                done += len(data)
+                if progress is not None:
+                    progress(done)
+            return dict(self.request("POST", f"/v1/uploads/{uid}/commit"))
+        except BaseException:
+            with contextlib.suppress(VirtkitError, OSError):
+                self.request("DELETE", f"/v1/uploads/{uid}")
+            raise
+
+    # -- clone, save/restore, block devices, undefine with storage (cli/domextra.py) ----------
+
+    def _dom(self, name: str) -> str:
+        return f"/v1/domains/{quote(name, safe='')}"
+
+    def clone(self, original: str, name: str, files: list[str], *, auto_clone: bool = False,
+              linked: bool = False) -> dict[str, Any]:  # fmt: skip
+        body = {"name": name, "files": files, "auto_clone": auto_clone, "linked": linked}
+        return dict(self.request("POST", f"{self._dom(original)}/clone", body))
+
+    def save(self, name: str, file: str, paused: bool | None = None) -> dict[str, Any]:
+        body = {"file": file, "paused": paused}
+        return dict(self.request("POST", f"{self._dom(name)}/save", body))
+
+    def restore(self, file: str, paused: bool | None = None) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/restore", {"file": file, "paused": paused}))
+
+    def managed_save(self, name: str, paused: bool | None = None) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._dom(name)}/managedsave",
+                                 query={"paused": paused}))  # fmt: skip
+
+    def managed_save_remove(self, name: str) -> None:
+        self.request("DELETE", f"{self._dom(name)}/managedsave")
+
+    def blocks(self, name: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._dom(name)}/blocks"))
+
+    def block_info(self, name: str, target: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._dom(name)}/blocks/{quote(target, safe='')}"))
+
+    def block_resize(self, name: str, target: str, size_bytes: int,
+                     shrink: bool = False) -> dict[str, Any]:  # fmt: skip
+        path = f"{self._dom(name)}/blocks/{quote(target, safe='')}/resize"
+        return dict(self.request("POST", path, {"size_bytes": size_bytes, "shrink": shrink}))
+
+    def undefine_with(self, name: str, **options: Any) -> dict[str, Any]:
+        """undefine with storage options (remove_all_storage, storage, managed_save, nvram)."""
+        return dict(self.request("POST", f"{self._dom(name)}/undefine", options))
+
+
+def _raw_exchange(conn: _UnixHTTP, method: str, path: str, body: bytes | None) -> _Response:
+    """One request with a binary body/answer, read straight into one buffer (no re-copies)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if body is not None:
+        head += f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+    conn.sock.sendall(head.encode() + b"\r\n")
+    if body:
+        conn.sock.sendall(body)
+    conn.used = True
+    while b"\r\n\r\n" not in conn._buf:
+        conn._fill()
+    raw_head, conn._buf = conn._buf.split(b"\r\n\r\n", 1)
+    lines = raw_head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        data = conn._chunked()
+    else:
+        n = int(headers.get("content-length", "0"))
+        buf = bytearray(n)
+        have = min(n, len(conn._buf))
+        buf[:have], conn._buf = conn._buf[:have], conn._buf[have:]
+        view = memoryview(buf)[have:]
+        while view:
+            got = conn.sock.recv_into(view)
+            if not got:
+                raise ConnectionError("the daemon closed the connection")
+            view = view[got:]
+        data = bytes(buf)
+    if headers.get("connection", "").lower() == "close":
+        conn.close()
+    return _Response(status, data)
 
 
 def start_daemon(paths: Paths) -> None:

@@ -26,7 +26,7 @@ from virtkit.daemon.store import Store
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
 from virtkit.fsutil import atomic_write_bytes
-from virtkit.model.domain import DiskDevice, Domain, normalize
+from virtkit.model.domain import Disk, DiskDevice, Domain, normalize
 from virtkit.model.state import ACTIVE_STATES, Reason, State
 from virtkit.network import taps
 from virtkit.paths import Paths
@@ -309,12 +309,24 @@ class Service:
             self._caps[binary] = cached
         return cached
 
-    async def start(self, name: str, paused: bool = False, boot: Domain | None = None) -> Entry:
-        """Start ``name``; ``boot`` overrides the definition for this boot only (installs)."""
+    async def start(self, name: str, paused: bool = False, boot: Domain | None = None,
+                    force_boot: bool = False) -> Entry:  # fmt: skip
+        """Start ``name``; ``boot`` overrides the definition for this boot only (installs).
+
+        A managed save image is resumed from (and removed), unless ``force_boot``
+        discards it (see saverestore.py).
+        """
         async with self.locks.hold(name, "start"):
+            if boot is None:
+                from virtkit.daemon.saverestore import start_managed
+
+                e = await start_managed(self, name, paused, force_boot)
+                if e is not None:
+                    return e
             return await self._start_locked(name, paused, boot)
 
-    async def _start_locked(self, name: str, paused: bool, boot: Domain | None) -> Entry:
+    async def _start_locked(self, name: str, paused: bool, boot: Domain | None,
+                            incoming_fd: int | None = None) -> Entry:  # fmt: skip
         e = self.entry(name)
         if e.active:
             raise StateError(
@@ -337,7 +349,7 @@ class Service:
             console_log=str(self.paths.log_dir / f"{name}.console.log"),
             firmware_code=code, nvram=nvram,
         )  # fmt: skip
-        argv = build_argv(dom, caps, rp, accel)
+        argv = build_argv(dom, caps, rp, accel, incoming_fd)
         record = RuntimeRecord(
             name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
             argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
@@ -354,6 +366,8 @@ class Service:
             sup = await Supervisor.launch(
                 record, log_path, self.hooks, self.policy(dom), paused=paused,
                 timeout_s=self.settings.launch_timeout_s, setup=_setup_for(dom),
+                pass_fds=() if incoming_fd is None else (incoming_fd,),
+                incoming=incoming_fd is not None,
             )  # fmt: skip
         except BaseException:
             await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, dom)
@@ -365,7 +379,8 @@ class Service:
         e.sup = sup
         e.state, e.reason = sup.state, sup.reason
         self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
-        self.bus.publish(name, "started", f"booted (accel {accel.value})")
+        how = "restored" if incoming_fd is not None else "booted"
+        self.bus.publish(name, "started", f"{how} (accel {accel.value})")
         if not sup.alive:  # exited between launch and registration
             self._on_exit(sup, await sup.wait_exit())
         return e
@@ -442,6 +457,27 @@ class Service:
             await self._running(name, "destroy").destroy(graceful)
         return self.entry(name)
 
+    async def destroy_locked(self, name: str) -> None:
+        """Destroy from inside an operation that already holds the domain's lock."""
+        await self._running(name, "destroy").destroy()
+
+    async def start_locked(self, name: str, paused: bool = False) -> Entry:
+        """Start from inside an operation that already holds the domain's lock."""
+        return await self._start_locked(name, paused, None)
+
+    def replace_disks(self, name: str, disks: list[Disk]) -> None:
+        """New disk list (snapshots switch images): the definition and, if it runs, the
+        runtime record, so the one-writer check and a restarted daemon see the new files."""
+        e = self.entry(name)
+        e.domain = e.domain.model_copy(update={"disks": disks})
+        if e.persistent:
+            self.store.update_domain(name, domain_to_mapping(e.domain))
+        if e.sup is not None and e.sup.alive:
+            rec = e.sup.record
+            rec.domain = rec.domain | {"disks": [d.model_dump(mode="json", exclude_defaults=True)
+                                                 for d in disks]}  # fmt: skip
+            self.store.put_runtime(name, rec.to_json(), e.state, e.reason)
+
     async def suspend(self, name: str) -> Entry:
         async with self.locks.hold(name, "suspend"):
             sup = self._running(name, "suspend")
@@ -490,6 +526,9 @@ class Service:
             pid=rec.pid if rec else None, machine=dom.machine,
             operation=self.locks.holder(name),
         )  # fmt: skip
+        from virtkit.daemon.saverestore import managed_save_path
+
+        d["managed_save"] = managed_save_path(self, dom).exists()
         return d
 
     def list(self, all_: bool) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ Tables:
   runtime  name -> runtime record of a running QEMU (JSON); present iff we believe it runs
   domstate name -> last state and reason (so "shut off (crashed)" survives restarts)
   events   sequence-numbered event log (bounded)
-  meta     counters (next domain id)
+  meta     counters (next domain id), one-time markers (default pool created)
+  pools    storage pool definitions: name, uuid, type, target, autostart, active
+  volumes  (pool, name) -> recorded format of each known volume (never probed again)
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, domain TEXT NOT NULL,
   type TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (
+  name TEXT PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, type TEXT NOT NULL, target TEXT NOT NULL,
+  autostart INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS volumes (
+  pool TEXT NOT NULL, name TEXT NOT NULL, format TEXT NOT NULL, PRIMARY KEY (pool, name));
 """
 
 MAX_EVENTS = 10000
@@ -192,3 +199,77 @@ def _host(exc: sqlite3.Error) -> HostError:
         f"the state database refused a write ({exc}); the previous state is intact. "
         "Check free space and permissions of the state directory"
     )
+
+
+@dataclass(frozen=True)
+class StoredPool:
+    name: str
+    uuid: str
+    type: str
+    target: str
+    autostart: bool
+    active: bool
+
+
+class PoolStore:
+    """Pool and volume records, on the daemon's store (same connection, same rules)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.store.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.store.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def pools(self) -> list[StoredPool]:
+        q = "SELECT name, uuid, type, target, autostart, active FROM pools ORDER BY name"
+        return [StoredPool(n, u, t, p, bool(a), bool(x)) for n, u, t, p, a, x in
+                self.store.db.execute(q).fetchall()]  # fmt: skip
+
+    def insert_pool(self, p: StoredPool) -> None:
+        try:
+            with self.store.tx() as db:
+                db.execute(
+                    "INSERT INTO pools (name, uuid, type, target, autostart, active, created) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (p.name, p.uuid, p.type, p.target, int(p.autostart), int(p.active),
+                     time.time()),
+                )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise ConfigError(f"a pool named {p.name!r} already exists") from None
+
+    def set_pool(self, name: str, *, autostart: bool | None = None,
+                 active: bool | None = None) -> None:  # fmt: skip
+        with self.store.tx() as db:
+            if autostart is not None:
+                db.execute("UPDATE pools SET autostart=? WHERE name=?", (int(autostart), name))
+            if active is not None:
+                db.execute("UPDATE pools SET active=? WHERE name=?", (int(active), name))
+
+    def delete_pool(self, name: str) -> None:
+        with self.store.tx() as db:
+            db.execute("DELETE FROM pools WHERE name=?", (name,))
+            db.execute("DELETE FROM volumes WHERE pool=?", (name,))
+
+    def volumes(self, pool: str) -> dict[str, str]:
+        q = "SELECT name, format FROM volumes WHERE pool=? ORDER BY name"
+        return dict(self.store.db.execute(q, (pool,)).fetchall())
+
+    def put_volume(self, pool: str, name: str, fmt: str) -> None:
+        with self.store.tx() as db:
+            db.execute("INSERT OR REPLACE INTO volumes VALUES (?,?,?)", (pool, name, fmt))
+
+    def drop_volume(self, pool: str, name: str) -> None:
+        with self.store.tx() as db:
+            db.execute("DELETE FROM volumes WHERE pool=? AND name=?", (pool, name))
+
+    def sync_volumes(self, pool: str, add: dict[str, str], drop: list[str]) -> None:
+        with self.store.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO volumes VALUES (?,?,?)",
+                           [(pool, n, f) for n, f in add.items()])  # fmt: skip
+            db.executemany("DELETE FROM volumes WHERE pool=? AND name=?",
+                           [(pool, n) for n in drop])  # fmt: skip

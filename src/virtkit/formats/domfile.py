@@ -20,17 +20,22 @@ MAX_FILE_BYTES = 1 << 20
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1 base-60 numbers: unquoted 52:54:00:12:34:56 is a MAC."""
+    """SafeLoader with YAML 1.2's plain scalars: no base-60 numbers (unquoted
+    52:54:00:12:34:56 is a MAC) and only true/false are booleans (a domain named
+    `off`, `no` or `yes` stays a name)."""
 
 
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _Loader.yaml_implicit_resolvers = {
     first: [
-        (tag, re.compile("(?!.*:)" + rx.pattern, rx.flags) if tag in _NUMBER_TAGS else rx)
+        (tag, re.compile("(?!.*:)" + rx.pattern, rx.flags) if tag in _NUMBER_TAGS
+         else _BOOL_12 if tag == _BOOL_TAG else rx)
         for tag, rx in resolvers
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+}  # fmt: skip
 
 
 def describe_validation(err: ValidationError, source: str) -> str:

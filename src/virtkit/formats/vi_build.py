@@ -200,7 +200,8 @@ def _valid(cls: type[M], option: str, fields: dict[str, Any]) -> M:
 def _boot(d: Draft, os: OsInfo | None, method: InstallMethod) -> Boot:
     order = list(d.boot_order)
     if not order:
-        order = ["cdrom", "hd"] if method is InstallMethod.CDROM else ["hd"]
+        # the installed system boots from disk; the CD stays attached (virt-install does this)
+        order = ["hd", "cdrom"] if method is InstallMethod.CDROM else ["hd"]
     uefi = d.uefi if d.uefi is not None else bool(os and os.uefi)
     return _valid(
         Boot,

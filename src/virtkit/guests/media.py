@@ -1,7 +1,11 @@
-"""The tiny guest as install media: a ``--location`` tree and an ISO image.
+"""The tiny guest as install media: a ``--location`` tree and a bootable ISO image.
 
 Both use the layout virt-install users know from RHEL-family trees: a
 ``.treeinfo`` naming ``images/pxeboot/vmlinuz`` and ``images/pxeboot/initrd.img``.
+The ISO also boots as a CD (El Torito, BIOS, no emulation) with ISOLINUX, which
+starts that kernel and initrd with ``console=ttyS0``, so ``--cdrom`` installs
+work too.  ``isolinux.bin`` (package ``isolinux``) and ``ldlinux.c32`` (package
+``syslinux-common``) come from Debian packages unpacked with ``dpkg-deb -x``.
 
 The kernel is Debian's; the initrd is the installer initrd: the normal tiny
 initrd followed by a second (uncompressed) cpio archive carrying
@@ -15,15 +19,21 @@ says ``virtkit.noinstall=1``): it writes the boot disk to ``/dev/vda``, prints
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from virtkit.errors import HostError
 from virtkit.guests import cache, debpkg
 from virtkit.guests.bootdisk import ensure_boot_disk, install_dir
 from virtkit.guests.cpio import CpioWriter
 from virtkit.guests.tiny import TinyGuest, ensure_tiny
+
+if TYPE_CHECKING:
+    import pycdlib
 
 VOLUME_ID = "VIRTKIT_TINY"
 KERNEL_PATH = "images/pxeboot/vmlinuz"
@@ -31,6 +41,30 @@ INITRD_PATH = "images/pxeboot/initrd.img"
 INSTALLER_FLAG = "etc/virtkit-installer"  # the tiny init's cue to run the installer
 PAYLOAD_PATH = "virtkit/disk.img.gz"  # where the init finds the disk image
 INSTALLER_INITRD = "installer-initrd.img"
+
+# ISOLINUX: El Torito boot of the ISO.  Its own output goes to the serial port too.
+ISOLINUX_DIR = "isolinux"
+ISOLINUX_CFG = f"""\
+SERIAL 0 115200
+DEFAULT install
+PROMPT 0
+TIMEOUT 0
+LABEL install
+  KERNEL /{KERNEL_PATH}
+  INITRD /{INITRD_PATH}
+  APPEND console=ttyS0
+"""
+ISOLINUX_PACKAGES = ("isolinux", "syslinux-common")
+ISOLINUX_BIN = "usr/lib/ISOLINUX/isolinux.bin"  # package isolinux
+LDLINUX_C32 = "usr/lib/syslinux/modules/bios/ldlinux.c32"  # package syslinux-common
+ISO_FORMAT = 2  # bump when the ISO layout changes (1: not bootable)
+BOOT_LOAD_SIZE = 4  # 512-byte sectors the BIOS loads, as mkisofs -boot-load-size 4
+
+
+def iso_name() -> str:
+    """The cached ISO's file name: changes with its layout and ISOLINUX configuration."""
+    key = hashlib.sha256(f"{ISOLINUX_CFG}\0{ISO_FORMAT}\0{BOOT_LOAD_SIZE}".encode())
+    return f"virtkit-tiny-{key.hexdigest()[:8]}.iso"
 
 
 def treeinfo(version: str = "1") -> str:
@@ -125,10 +159,24 @@ def ensure_tree(cache_dir: Path | None = None) -> Path:
     return final
 
 
+def isolinux_files(cache_dir: Path, dest: Path) -> tuple[Path, Path]:
+    """Download (once) and unpack ISOLINUX into ``dest``: ``isolinux.bin`` and ``ldlinux.c32``."""
+    for name in ISOLINUX_PACKAGES:
+        debpkg.extract(debpkg.download(debpkg.resolve(name), cache_dir / "debs"), dest)
+    files = (dest / ISOLINUX_BIN, dest / LDLINUX_C32)
+    for f in files:
+        if not f.is_file():
+            raise HostError(f"{' / '.join(ISOLINUX_PACKAGES)} unpacked without {f.name}")
+    return files
+
+
 def ensure_iso(cache_dir: Path | None = None) -> Path:
-    """An ISO9660 (Rock Ridge + Joliet) image of the install tree, volume ``VIRTKIT_TINY``."""
+    """A CD-bootable ISO9660 (Rock Ridge + Joliet) image of the install tree.
+
+    Volume ``VIRTKIT_TINY``; El Torito (BIOS) boots ISOLINUX, which runs the installer.
+    """
     guest, home = _guest(cache_dir)
-    final = home / "virtkit-tiny.iso"
+    final = home / iso_name()
     if final.is_file():
         return final
     root = cache_dir or cache.default_cache_dir()
@@ -136,15 +184,23 @@ def ensure_iso(cache_dir: Path | None = None) -> Path:
         if final.is_file():
             return final
         with cache.workdir(root) as work:
+            isolinux = isolinux_files(root, work / "isolinux")
             tmp = work / final.name
-            write_iso(tmp, guest.kernel, guest.initrd)
+            write_iso(tmp, guest.kernel, guest.initrd, isolinux)
+            tmp.chmod(0o644)
             cache.publish(tmp, final)
     debpkg.log(f"install ISO ready: {final}")
     return final
 
 
-def write_iso(path: Path, kernel: Path, initrd: Path) -> None:
-    """Write the install-tree layout as an ISO image with pycdlib."""
+def write_iso(
+    path: Path, kernel: Path, initrd: Path, isolinux: tuple[Path, Path] | None = None
+) -> None:
+    """Write the install-tree layout as an ISO image with pycdlib.
+
+    With ``isolinux`` (``isolinux.bin``, ``ldlinux.c32``) the image is El Torito
+    bootable: ``/isolinux`` holds those, ``isolinux.cfg`` and the boot catalog.
+    """
     import pycdlib
 
     iso = pycdlib.PyCdlib()
@@ -160,6 +216,32 @@ def write_iso(path: Path, kernel: Path, initrd: Path) -> None:
         for src, rel in ((kernel, KERNEL_PATH), (initrd, INITRD_PATH)):
             iso9660 = "/" + rel.upper().replace("-", "_") + ";1"
             iso.add_file(str(src), iso9660, rr_name=rel.rsplit("/", 1)[-1], joliet_path="/" + rel)
+        if isolinux is not None:
+            _add_isolinux(iso, *isolinux)
         iso.write(str(path))
     finally:
         iso.close()
+
+
+def _add_isolinux(iso: pycdlib.PyCdlib, isolinux_bin: Path, ldlinux_c32: Path) -> None:
+    """Add ``/isolinux`` and an El Torito no-emulation entry booting ``isolinux.bin``."""
+    d = ISOLINUX_DIR
+    iso.add_directory(f"/{d.upper()}", rr_name=d, joliet_path=f"/{d}")
+    cfg = ISOLINUX_CFG.encode()
+    files: list[tuple[str, io.BytesIO]] = [
+        ("isolinux.bin", io.BytesIO(isolinux_bin.read_bytes())),  # patched: boot info table
+        ("ldlinux.c32", io.BytesIO(ldlinux_c32.read_bytes())),
+        ("isolinux.cfg", io.BytesIO(cfg)),
+    ]
+    for name, fp in files:
+        iso9660 = f"/{d.upper()}/{name.upper()};1"
+        size = len(fp.getbuffer())
+        iso.add_fp(fp, size, iso9660, rr_name=name, joliet_path=f"/{d}/{name}")
+    iso.add_eltorito(
+        f"/{d.upper()}/ISOLINUX.BIN;1",
+        bootcatfile=f"/{d.upper()}/BOOT.CAT;1",
+        rr_bootcatname="boot.cat",
+        joliet_bootcatfile=f"/{d}/boot.cat",
+        boot_load_size=BOOT_LOAD_SIZE,
+        boot_info_table=True,
+    )

@@ -30,6 +30,8 @@ class Reason(StrEnum):
     IO_ERROR = "I/O error"
     GUEST_PANIC = "panicked"
     MIGRATED = "migrated"
+    SAVED = "saved"  # shut off: the state is in a save file (save / managedsave)
+    RESTORED = "restored"  # running: resumed from a save file
 
 
 ACTIVE_STATES = frozenset({State.RUNNING, State.PAUSED, State.IN_SHUTDOWN, State.UNKNOWN})

@@ -153,8 +153,14 @@ def _nic(dom: Domain, i: int, nic: Nic) -> list[str]:
     return ["-netdev", netdev, "-device", dev]
 
 
-def build_argv(dom: Domain, caps: Caps, paths: RunPaths, accel: Accel) -> list[str]:
-    """The complete QEMU command line for ``dom`` under ``accel`` (kvm or tcg)."""
+def build_argv(
+    dom: Domain, caps: Caps, paths: RunPaths, accel: Accel, incoming_fd: int | None = None
+) -> list[str]:
+    """The complete QEMU command line for ``dom`` under ``accel`` (kvm or tcg).
+
+    ``incoming_fd``: load the guest's state from this (inherited) file descriptor
+    instead of booting it (restore from a save file).
+    """
     if accel is Accel.AUTO:
         raise ValueError("build_argv needs a resolved accelerator (kvm or tcg)")
     argv = [
@@ -218,4 +224,6 @@ def build_argv(dom: Domain, caps: Caps, paths: RunPaths, accel: Accel) -> list[s
         argv += ["-display", "none", "-vga", "none"]
     argv += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
     argv += ["-device", "virtio-rng-pci,id=rng0"]
+    if incoming_fd is not None:
+        argv += ["-incoming", f"fd:{incoming_fd}"]
     return argv

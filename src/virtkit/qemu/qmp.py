@@ -123,6 +123,14 @@ class Monitor:
     async def quit(self, timeout_s: float = 2.0) -> None:
         await self.execute("quit", timeout_s=timeout_s)
 
+    async def send_fd(self, fd: int, fdname: str) -> None:
+        """Pass ``fd`` to QEMU (SCM_RIGHTS) and name it ``fdname`` (for ``fd:NAME`` URIs)."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (QMPError, OSError) as exc:
+            raise QmpError(f"cannot pass a file descriptor to QEMU: {exc!r}") from None
+        await self.execute("getfd", {"fdname": fdname})
+
     async def query_cpus_fast(self) -> list[dict[str, Any]]:
         return list(await self.execute("query-cpus-fast"))
 

@@ -35,6 +35,7 @@ QUIT_TIMEOUT_S = 5.0
 RECONNECT_INTERVAL_S = 1.0
 ATTACH_TIMEOUT_S = 2.0
 LOG_TAIL_BYTES = 4096
+INCOMING_TIMEOUT_S = 600.0  # loading a saved state runs at disk speed
 
 
 @dataclass
@@ -103,8 +104,12 @@ class Supervisor:
         cls, record: RuntimeRecord, log_path: str, hooks: Hooks, policy: Policy,
         pass_fds: tuple[int, ...] = (), timeout_s: float = LAUNCH_TIMEOUT_S,
         paused: bool = False, setup: Callable[[Monitor], Awaitable[None]] | None = None,
+        incoming: bool = False,
     ) -> Supervisor:  # fmt: skip
         """Spawn QEMU from record.argv, attach QMP, and start the guest.
+
+        ``incoming``: QEMU was started with ``-incoming``; wait until it has loaded
+        the guest's state before the setup steps and ``cont``.
 
         Raises LaunchError (with exit code, argv and log tail) when QEMU exits or its
         monitor does not come up within timeout_s; nothing is left running then.
@@ -138,6 +143,8 @@ class Supervisor:
                 raise QmpError("QEMU exited right after start")
             record.start_time = st
             sup._watch_exit()
+            if incoming:
+                await sup._wait_incoming()
             if setup is not None:  # runs before the first guest instruction
                 await setup(sup._require_monitor())
             if not paused:
@@ -152,8 +159,9 @@ class Supervisor:
                 exit_code=code, argv=record.argv, log_tail=_tail_from(log_path, log_start),
             ) from None  # fmt: skip
         sup.state, sup.reason = (
-            (State.PAUSED, Reason.USER) if paused else (State.RUNNING, Reason.BOOTED)
-        )
+            (State.PAUSED, Reason.USER) if paused
+            else (State.RUNNING, Reason.RESTORED if incoming else Reason.BOOTED)
+        )  # fmt: skip
         sup._spawn(sup._monitor_loop(connected=True))
         return sup
 
@@ -172,9 +180,27 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise QmpError(f"no QMP socket after {timeout_s:g} s")
             await asyncio.sleep(0.003)  # QEMU makes the socket early in its start-up
-        mon = self._new_monitor()
-        await mon.connect(max(0.5, deadline - time.monotonic()))
+        while True:  # the socket file exists from bind(), connect() works after listen()
+            mon = self._new_monitor()
+            try:
+                await mon.connect(max(0.5, deadline - time.monotonic()))
+                break
+            except QmpError:
+                if self._popen.poll() is not None or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.01)
         self.monitor = mon
+
+    async def _wait_incoming(self) -> None:
+        """Wait until QEMU has loaded the incoming state (its status leaves 'inmigrate')."""
+        mon = self._require_monitor()
+        deadline = time.monotonic() + INCOMING_TIMEOUT_S
+        while (status := (await mon.query_status()).status) == "inmigrate":
+            if time.monotonic() > deadline:
+                raise QmpError(f"the saved state was not loaded within {INCOMING_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.02)
+        if status not in ("paused", "prelaunch", "running"):
+            raise QmpError(f"loading the saved state left QEMU in state {status!r}")
 
     @classmethod
     async def attach(cls, record: RuntimeRecord, hooks: Hooks, policy: Policy) -> Supervisor:
@@ -311,7 +337,8 @@ class Supervisor:
             if self.state not in (State.IN_SHUTDOWN,):
                 self._set_state(State.PAUSED, Reason.USER)
         elif name == "RESUME":
-            self._set_state(State.RUNNING, Reason.UNPAUSED)
+            if self.state is not State.RUNNING:  # not the launch's own cont (booted/restored)
+                self._set_state(State.RUNNING, Reason.UNPAUSED)
         elif name == "RESET":
             self.hooks.event(self.name, "reboot", str(ev.data.get("reason", "")))
         elif name == "GUEST_PANICKED":
@@ -423,6 +450,12 @@ class Supervisor:
     async def destroy(self, graceful: bool = False) -> Reason:
         if self.alive:
             await self._terminate(Reason.DESTROYED, graceful)
+        return await self.wait_exit()
+
+    async def quit(self, reason: Reason) -> Reason:
+        """Stop QEMU with QMP ``quit`` (SIGKILL if it hangs); the domain ends with ``reason``."""
+        if self.alive:
+            await self._quit(reason)
         return await self.wait_exit()
 
     async def shutdown(self) -> None:

@@ -108,7 +108,7 @@ def test_windows_defaults() -> None:
     assert dom.boot.uefi and dom.memory_mib == 4096
     assert dom.disks[0].bus is not None and dom.disks[0].bus.value == "sata"
     assert dom.nics[0].model.value == "e1000e"
-    assert dom.boot.order == ["cdrom", "hd"]
+    assert dom.boot.order == ["hd", "cdrom"]
 
 
 def test_quoted_comma_path() -> None:

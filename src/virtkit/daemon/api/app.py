@@ -20,7 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import virtkit
+from virtkit.daemon.api import domextra
 from virtkit.daemon.api import schemas as s
+from virtkit.daemon.api import storage as storage_api
 from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError, VirtkitError, http_status
 
@@ -66,6 +68,7 @@ def create_app(svc: Service) -> FastAPI:
         responses={"default": {"model": s.ErrorBody, "description": "error"}},
     )
     app.add_middleware(BodyLimit)
+    app.include_router(storage_api.router(svc))
 
     @app.exception_handler(VirtkitError)
     async def _virtkit_error(_: Request, exc: VirtkitError) -> JSONResponse:
@@ -92,6 +95,10 @@ def create_app(svc: Service) -> FastAPI:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]]
         return JSONResponse({"error": "config", "message": "invalid request: " + "; ".join(lines)},
                             status_code=400)  # fmt: skip
+
+    from virtkit.daemon.api import snapshots as snapshots_api
+
+    app.include_router(snapshots_api.router(svc))
 
     @app.get("/v1/version", response_model=s.Version, tags=["host"])
     async def version() -> s.Version:
@@ -125,8 +132,8 @@ def create_app(svc: Service) -> FastAPI:
         return svc.summary(svc.entry(name))
 
     @app.post("/v1/domains/{name}/start", response_model=s.StartResult, tags=["lifecycle"])
-    async def start(name: str, paused: bool = False) -> dict[str, Any]:
-        e = await svc.start(name, paused)
+    async def start(name: str, paused: bool = False, force_boot: bool = False) -> dict[str, Any]:
+        e = await svc.start(name, paused, force_boot=force_boot)
         rec = e.sup.record if e.sup else None
         return svc.summary(e) | {"warning": rec.accel_note if rec else "",
                                  "accel": rec.accel if rec else ""}  # fmt: skip
@@ -169,6 +176,8 @@ def create_app(svc: Service) -> FastAPI:
     ) -> list[dict[str, Any]]:  # fmt: skip
         found = await svc.bus.wait(after, domain, wait_s, limit)
         return [e.__dict__ for e in found]
+
+    app.include_router(domextra.router(svc))
 
     @app.websocket("/v1/domains/{name}/console")
     async def console(ws: WebSocket, name: str, force: bool = False) -> None:

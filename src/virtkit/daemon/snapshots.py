@@ -1,0 +1,358 @@
+"""Domain snapshots, virsh's way.
+
+Two kinds:
+  full (default)  internal qcow2 snapshots. For a running guest they include its RAM
+                  (QMP ``snapshot-save``, stored in the first writable qcow2 disk);
+                  reverting a running snapshot restores RAM and disks
+                  (``snapshot-load``). For a shut-off guest: disks only (qemu-img).
+  --disk-only     external snapshots: each writable disk gets a qcow2 overlay whose
+                  backing file is the old image; the definition switches to the overlays.
+                  Running guests switch live (``blockdev-add`` + ``blockdev-snapshot``).
+                  Deleting one merges its overlay back (``block-commit`` / qemu-img commit).
+Snapshot metadata lives in the state store (table ``snapshots``), with parent links
+(the tree) and the domain's current snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
+from virtkit.model.domain import Disk, DiskDevice, DiskFormat, check_name
+from virtkit.qemu.qmp import Monitor
+
+if TYPE_CHECKING:
+    from virtkit.daemon.service import Entry, Service
+
+JOB_TIMEOUT_S = 600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+  domain TEXT NOT NULL, name TEXT NOT NULL, parent TEXT, created REAL NOT NULL,
+  description TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, disks TEXT NOT NULL,
+  current INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (domain, name));
+"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    domain: str
+    name: str
+    parent: str | None
+    created: float
+    description: str
+    kind: str  # "full" (internal) | "disk-only" (external)
+    state: str  # the domain's state when taken: running | paused | shut off
+    disks: list[dict[str, str]]  # external: target, overlay, base, base_format
+    current: bool
+
+    def view(self, children: list[str]) -> dict[str, Any]:
+        return {
+            "name": self.name, "domain": self.domain, "parent": self.parent,
+            "created": self.created, "description": self.description, "kind": self.kind,
+            "state": self.state, "current": self.current, "children": children,
+            "location": "external" if self.kind == "disk-only" else "internal",
+        }  # fmt: skip
+
+
+# -- store ----------------------------------------------------------------------------------
+
+
+def _rows(svc: Service, domain: str) -> list[Snapshot]:
+    svc.store.db.executescript(SCHEMA)
+    rows = svc.store.db.execute(
+        "SELECT domain, name, parent, created, description, kind, state, disks, current "
+        "FROM snapshots WHERE domain=? ORDER BY created",
+        (domain,),
+    ).fetchall()
+    return [Snapshot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), bool(r[8]))
+            for r in rows]  # fmt: skip
+
+
+def list_snapshots(svc: Service, domain: str) -> list[dict[str, Any]]:
+    svc.entry(domain)
+    snaps = _rows(svc, domain)
+    return [s.view([c.name for c in snaps if c.parent == s.name]) for s in snaps]
+
+
+def get(svc: Service, domain: str, name: str | None) -> Snapshot:
+    snaps = _rows(svc, domain)
+    for s in snaps:
+        if (name is None and s.current) or s.name == name:
+            return s
+    if name is None:
+        raise NotFoundError(f"domain {domain!r} has no current snapshot")
+    raise NotFoundError(
+        f"domain {domain!r} has no snapshot named {name!r}; "
+        f"`virtkit snapshot-list {domain}` shows them"
+    )
+
+
+def _save(svc: Service, s: Snapshot) -> None:
+    with svc.store.tx() as db:
+        db.execute("UPDATE snapshots SET current=0 WHERE domain=?", (s.domain,))
+        db.execute(
+            "INSERT INTO snapshots VALUES (?,?,?,?,?,?,?,?,1)",
+            (s.domain, s.name, s.parent, s.created, s.description, s.kind, s.state,
+             json.dumps(s.disks)),
+        )  # fmt: skip
+
+
+def _set_current(svc: Service, domain: str, name: str | None) -> None:
+    with svc.store.tx() as db:
+        db.execute("UPDATE snapshots SET current=(name IS ?) WHERE domain=?", (name, domain))
+
+
+def _remove(svc: Service, s: Snapshot) -> None:
+    with svc.store.tx() as db:
+        db.execute("UPDATE snapshots SET parent=? WHERE domain=? AND parent=?",
+                   (s.parent, s.domain, s.name))  # fmt: skip
+        db.execute("DELETE FROM snapshots WHERE domain=? AND name=?", (s.domain, s.name))
+        if s.current:
+            db.execute("UPDATE snapshots SET current=1 WHERE domain=? AND name IS ?",
+                       (s.domain, s.parent))  # fmt: skip
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _writable(e: Entry) -> list[Disk]:
+    return [d for d in e.domain.disks if not d.readonly and d.device is DiskDevice.DISK]
+
+
+def _qemu_img(*args: str) -> None:
+    r = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise StateError(f"qemu-img {args[0]} failed: {r.stderr.strip()}", current="", required="")
+
+
+def _qcow2_opts(path: str) -> str:
+    """qemu-img snapshot has no -f: name the format explicitly this way (never probe)."""
+    return "driver=qcow2,file.driver=file,file.filename=" + path.replace(",", ",,")
+
+
+async def _img(*args: str) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, lambda: _qemu_img(*args))
+
+
+async def _job(mon: Monitor, job_id: str) -> None:
+    """Wait for a QMP job to conclude; raise its error; dismiss it."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        jobs = await mon.execute("query-jobs")
+        job = next((j for j in jobs if j["id"] == job_id), None)
+        if job is None:
+            return
+        if job["status"] == "ready":  # an active commit waits for us to pivot
+            await mon.execute("job-complete", {"id": job_id})
+        elif job["status"] == "concluded":
+            await mon.execute("job-dismiss", {"id": job_id})
+            if job.get("error"):
+                raise QmpError(f"QEMU job {job_id} failed: {job['error']}")
+            return
+        await asyncio.sleep(0.05)
+    raise QmpError(f"QEMU job {job_id} did not finish within {JOB_TIMEOUT_S:g} s")
+
+
+async def _top_nodes(mon: Monitor) -> dict[str, str]:
+    """Device id (= disk target) -> the node at the top of its image chain."""
+    out = {}
+    for b in await mon.execute("query-block"):
+        qdev = str(b.get("qdev", ""))
+        if qdev.startswith("/machine/peripheral/") and b.get("inserted"):
+            out[qdev.split("/")[3]] = str(b["inserted"]["node-name"])
+    return out
+
+
+def _monitor(e: Entry) -> Monitor:
+    if e.sup is None or e.sup.monitor is None or not e.sup.monitor.connected:
+        raise StateError(f"the monitor of domain {e.domain.name!r} is not connected",
+                         current="unknown", required="running")  # fmt: skip
+    return e.sup.monitor
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
+                 description: str) -> dict[str, Any]:  # fmt: skip
+    try:
+        check_name(name, "snapshot")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    async with svc.locks.hold(domain, "snapshot-create"):
+        e = svc.entry(domain)
+        snaps = _rows(svc, domain)
+        if any(s.name == name for s in snaps):
+            raise ConfigError(f"domain {domain!r} already has a snapshot named {name!r}")
+        disks = _writable(e)
+        if not disks:
+            raise ConfigError(f"domain {domain!r} has no writable disk to snapshot")
+        parent = next((s.name for s in snaps if s.current), None)
+        state = str(e.state) if e.active else "shut off"
+        if disk_only:
+            taken = await _external(svc, e, name)
+        else:
+            await _internal(e, name, disks)
+            taken = []
+        snap = Snapshot(domain, name, parent, time.time(), description,
+                        "disk-only" if disk_only else "full", state, taken, True)  # fmt: skip
+        _save(svc, snap)
+        svc.bus.publish(domain, "snapshot", f"created {name}")
+        return snap.view([])
+
+
+async def _internal(e: Entry, name: str, disks: list[Disk]) -> None:
+    raw = [d.target or d.path for d in disks if d.format is not DiskFormat.QCOW2]
+    if raw:
+        raise ConfigError(
+            f"internal snapshots need qcow2 disks ({', '.join(raw)} are raw); use --disk-only "
+            "for an external snapshot, or convert the disks to qcow2"
+        )
+    if not e.active:
+        for d in disks:
+            await _img("snapshot", "-c", name, "--image-opts", _qcow2_opts(d.path))
+        return
+    mon = _monitor(e)
+    nodes = await _top_nodes(mon)
+    devices = [nodes[d.target or ""] for d in disks]
+    job = f"snap-save-{int(time.time() * 1000)}"
+    await mon.execute("snapshot-save", {"job-id": job, "tag": name, "vmstate": devices[0],
+                                        "devices": devices})  # fmt: skip
+    await _job(mon, job)
+
+
+async def _external(svc: Service, e: Entry, name: str) -> list[dict[str, str]]:
+    taken = []
+    mon = _monitor(e) if e.active else None
+    nodes = await _top_nodes(mon) if mon else {}
+    new_disks = []
+    for d in e.domain.disks:
+        if d.readonly or d.device is not DiskDevice.DISK:
+            new_disks.append(d)
+            continue
+        base, fmt = d.path, (d.format or DiskFormat.RAW).value
+        stem = base[: -len(".qcow2")] if base.endswith(".qcow2") else base
+        overlay = f"{stem}.{name}.qcow2"
+        if os.path.exists(overlay):
+            raise ConfigError(f"{overlay} already exists; pick another snapshot name")
+        await _img("create", "-q", "-f", "qcow2", "-b", base, "-F", fmt, overlay)
+        if mon is not None:
+            node = f"snap-{d.target}-{int(time.time() * 1000) % 10**9}"
+            await mon.execute("blockdev-add", {
+                "driver": "qcow2", "node-name": node, "backing": None,
+                "file": {"driver": "file", "filename": overlay},
+            })  # fmt: skip
+            await mon.execute("blockdev-snapshot", {"node": nodes[d.target or ""],
+                                                    "overlay": node})  # fmt: skip
+        taken.append({"target": d.target or "", "overlay": overlay, "base": base,
+                      "base_format": fmt})  # fmt: skip
+        new_disks.append(d.model_copy(update={"path": overlay, "format": DiskFormat.QCOW2}))
+    svc.replace_disks(e.domain.name, new_disks)
+    return taken
+
+
+# -- revert -----------------------------------------------------------------------------------
+
+
+async def revert(svc: Service, domain: str, name: str | None) -> dict[str, Any]:
+    async with svc.locks.hold(domain, "snapshot-revert"):
+        e = svc.entry(domain)
+        snap = get(svc, domain, name)
+        children = [s.name for s in _rows(svc, domain) if s.parent == snap.name]
+        if snap.kind == "disk-only":
+            if children or not snap.current:
+                raise StateError(
+                    f"snapshot {snap.name!r} is external and not the latest; virtkit reverts "
+                    "only to the latest external snapshot (delete the later ones first)",
+                    current="has later snapshots",
+                    required="latest",
+                )
+            if e.active:
+                await svc.destroy_locked(domain)
+            for d in snap.disks:  # throw away what was written since: a fresh overlay
+                await _img("create", "-q", "-f", "qcow2", "-b", d["base"], "-F",
+                           d["base_format"], d["overlay"])  # fmt: skip
+        elif snap.state in ("running", "paused"):
+            if not e.active:
+                await svc.start_locked(domain, paused=True)
+            mon = _monitor(e)
+            job = f"snap-load-{int(time.time() * 1000)}"
+            nodes = await _top_nodes(mon)
+            devices = [nodes[d.target or ""] for d in _writable(e)]
+            args = {"job-id": job, "tag": snap.name, "vmstate": devices[0], "devices": devices}
+            await mon.execute("snapshot-load", args)
+            await _job(mon, job)
+            if snap.state == "running":
+                await mon.cont()
+        else:
+            if e.active:
+                await svc.destroy_locked(domain)
+            for disk in _writable(e):
+                await _img("snapshot", "-a", snap.name, "--image-opts", _qcow2_opts(disk.path))
+        _set_current(svc, domain, snap.name)
+        svc.bus.publish(domain, "snapshot", f"reverted to {snap.name}")
+        return get(svc, domain, snap.name).view(children)
+
+
+# -- delete -----------------------------------------------------------------------------------
+
+
+async def delete(svc: Service, domain: str, name: str | None) -> None:
+    async with svc.locks.hold(domain, "snapshot-delete"):
+        e = svc.entry(domain)
+        snap = get(svc, domain, name)
+        children = [s.name for s in _rows(svc, domain) if s.parent == snap.name]
+        if snap.kind == "disk-only":
+            if children:
+                raise StateError(
+                    f"external snapshot {snap.name!r} has later snapshots ({', '.join(children)});"
+                    " delete those first", current="has children", required="no children",
+                )  # fmt: skip
+            await _merge_back(svc, e, snap)
+        elif e.active:
+            mon = _monitor(e)
+            nodes = await _top_nodes(mon)
+            devices = [nodes[d.target or ""] for d in _writable(e)]
+            job = f"snap-del-{int(time.time() * 1000)}"
+            await mon.execute("snapshot-delete", {"job-id": job, "tag": snap.name,
+                                                  "devices": devices})  # fmt: skip
+            await _job(mon, job)
+        else:
+            for d in _writable(e):
+                await _img("snapshot", "-d", snap.name, "--image-opts", _qcow2_opts(d.path))
+        _remove(svc, snap)
+        svc.bus.publish(domain, "snapshot", f"deleted {snap.name}")
+
+
+async def _merge_back(svc: Service, e: Entry, snap: Snapshot) -> None:
+    """Commit each overlay into its base and point the disk back at the base."""
+    by_target = {d["target"]: d for d in snap.disks}
+    if e.active:
+        mon = _monitor(e)
+        nodes = await _top_nodes(mon)
+        for target in by_target:
+            job = f"commit-{target}-{int(time.time() * 1000)}"
+            await mon.execute("block-commit", {"job-id": job, "device": nodes[target]})
+            await _job(mon, job)
+    else:
+        for d in by_target.values():
+            await _img("commit", "-q", "-f", "qcow2", d["overlay"])
+    new_disks = []
+    for disk in e.domain.disks:
+        taken = by_target.get(disk.target or "")
+        if taken is not None and disk.path == taken["overlay"]:
+            disk = disk.model_copy(update={"path": taken["base"],
+                                           "format": DiskFormat(taken["base_format"])})  # fmt: skip
+        new_disks.append(disk)
+    svc.replace_disks(e.domain.name, new_disks)
+    for d in by_target.values():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(d["overlay"])
