@@ -169,3 +169,17 @@ def test_uefi_boot(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
     nvram = list((daemon.state_dir / "nvram").iterdir())
     assert len(nvram) == 1 and nvram[0].stat().st_mode & 0o777 == 0o600
     daemon.cli("destroy", "efi")
+
+
+def test_hostile_backing_chain_refused(daemon: Daemon, tiny: object, tmp_path: Path) -> None:
+    import subprocess
+
+    evil = tmp_path / "evil.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw",
+                    "-u", str(evil), "64M"], check=True)  # fmt: skip
+    define(
+        daemon, tmp_path, tiny_yaml(tiny, "evil", extra=f"accel: tcg\ndisks:\n  - path: {evil}\n")
+    )
+    r = daemon.cli("start", "evil", check=False)
+    assert r.returncode == 2 and "/etc/shadow" in r.stderr and "outside" in r.stderr
+    assert daemon.cli("domstate", "evil").stdout.strip() == "shut off"

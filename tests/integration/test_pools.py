@@ -167,3 +167,24 @@ def test_refused(daemon: Daemon) -> None:
     assert r.returncode == 4 and "vm1" in r.stderr
     daemon.cli("undefine", "vm1")
     daemon.cli("vol-delete", "disk.img", "--pool", "default")
+
+
+def test_install_disk_from_pool_volume(daemon: Daemon, tmp_path: Path) -> None:
+    """--disk vol=POOL/NAME resolves to the volume's path and recorded format."""
+    from virtkit.guests.bootdisk import ensure_boot_disk
+
+    target = tmp_path / "pool"
+    daemon.cli("pool-define-as", "p1", "dir", "--target", str(target))
+    daemon.cli("pool-build", "p1")
+    daemon.cli("pool-start", "p1")
+    (target / "boot.img").write_bytes(ensure_boot_disk().read_bytes())
+    daemon.cli("pool-refresh", "p1")
+    daemon.cli("install", "--name", "fromvol", "--memory", "256", "--import",
+               "--disk", "vol=p1/boot.img", "--network", "none", "--noautoconsole")  # fmt: skip
+    cfg = daemon.cli("dumpconfig", "fromvol").stdout
+    assert str(target / "boot.img") in cfg and "format: raw" in cfg
+    daemon.wait_console("fromvol", "virtkit.installed=1", timeout=120)
+    daemon.cli("destroy", "fromvol")
+    r = daemon.cli("install", "--name", "novol", "--memory", "256", "--import",
+                   "--disk", "vol=p1/nosuch.img", "--noautoconsole", check=False)  # fmt: skip
+    assert r.returncode == 3 and "nosuch.img" in r.stderr

@@ -373,8 +373,8 @@ def test_default_disk_for_media_installs() -> None:
 @pytest.mark.parametrize(
     ("disk", "message"),
     [
-        ("vol=default/x.qcow2", "storage pools are not supported yet (issue 4); use path="),
-        ("pool=default,size=4", "storage pools are not supported yet"),
+        ("vol=default", "give vol=POOL/NAME"),
+        ("vol=default/x.qcow2,size=4", "vol= names an existing pool volume"),
         ("images/x.qcow2", "--disk: path='images/x.qcow2' is a relative path; use an absolute"),
         ("/x,size=0", "size=0 GiB is not a sensible disk size"),
         ("/x,size=-3", "is not a sensible disk size"),
@@ -677,3 +677,12 @@ def test_parse_touches_no_os_or_clock(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setattr(mod, name, forbidden)
     monkeypatch.setattr(os, "environ", {})
     assert parse(GUIDE) == expected
+
+
+def test_disk_from_pool_volume() -> None:
+    p = parse("--name v --memory 256 --import --disk vol=default/web.qcow2,bus=sata")
+    (ref,) = p.spec.volumes
+    assert (ref.index, ref.pool, ref.name) == (0, "default", "web.qcow2")
+    assert p.spec.domain.disks[0].bus is DiskBus.SATA  # the daemon fills in path and format
+    q = parse("--name v --memory 256 --import --disk pool=p2,source.volume=a.raw")
+    assert (q.spec.volumes[0].pool, q.spec.volumes[0].name) == ("p2", "a.raw")

@@ -115,6 +115,23 @@ def _precheck(svc: Service, spec: InstallSpec) -> None:
         raise ConfigError("--extra-args only works with --location (the kernel comes from it)")
 
 
+async def _resolve_volumes(svc: Service, spec: InstallSpec) -> InstallSpec:
+    """--disk vol=POOL/NAME: put each volume's real path and recorded format in place."""
+    from virtkit.daemon.pools import resolve_volume
+
+    loop = asyncio.get_running_loop()
+    disks = list(spec.domain.disks)
+    for ref in spec.volumes:
+        path, fmt = await loop.run_in_executor(
+            None, functools.partial(resolve_volume, svc, ref.pool, ref.name)
+        )
+        disks[ref.index] = disks[ref.index].model_copy(
+            update={"path": path, "format": DiskFormat(fmt)}
+        )
+    domain = spec.domain.model_copy(update={"disks": disks})
+    return spec.model_copy(update={"domain": domain, "volumes": []})
+
+
 def _cdrom(path: Path) -> Disk:
     return Disk(path=str(path), device=DiskDevice.CDROM, bus=DiskBus.SATA, format=DiskFormat.RAW)
 
@@ -140,6 +157,8 @@ def _inject(initrd: Path, files: list[str], out: Path) -> Path:
 async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False) -> InstallResult:
     from virtkit.storage import cloudinit, disks, location
 
+    if spec.volumes:
+        spec = await _resolve_volumes(svc, spec)
     _precheck(svc, spec)
     dom = normalize(spec.domain, new_uuid=svc.new_uuid, new_mac=svc.new_mac)
     name = dom.name

@@ -16,6 +16,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from virtkit.daemon.accel import AccelResolver
@@ -26,7 +27,7 @@ from virtkit.daemon.store import Store
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
 from virtkit.fsutil import atomic_write_bytes
-from virtkit.model.domain import Disk, DiskDevice, Domain, normalize
+from virtkit.model.domain import Disk, DiskDevice, DiskFormat, Domain, normalize
 from virtkit.model.state import ACTIVE_STATES, Reason, State
 from virtkit.network import taps
 from virtkit.paths import Paths
@@ -229,6 +230,17 @@ class Service:
                         current=f"used by {other.domain.name}", required="not in use",
                     )  # fmt: skip
 
+    def _check_chains(self, dom: Domain) -> None:
+        """qcow2 backing files must stay beside the image or in a storage pool, name their
+        format, and no layer may claim an absurd size (an image's header is untrusted)."""
+        from virtkit.storage.volumes import check_chain
+
+        pools = [*self.pool_targets(), self.paths.state_dir / "images"]
+        for d in dom.disks:
+            if d.format is DiskFormat.QCOW2:
+                allowed = [Path(os.path.realpath(d.path)).parent, *pools]
+                check_chain(Path(d.path), "qcow2", allowed)
+
     def _check_files(self, dom: Domain) -> None:
         missing = []
         for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
@@ -337,6 +349,7 @@ class Service:
         self._check_files(dom)
         self._check_disk_users(name, dom)
         taps.check_bridges(dom)
+        await asyncio.get_running_loop().run_in_executor(None, self._check_chains, dom)
         caps = await self.caps_for(dom)
         accel, note = await self.accel.resolve(dom.accel, caps)
         run_dir = self.paths.domain_run_dir(dom.uuid or name)
@@ -402,6 +415,12 @@ class Service:
             nvram.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(nvram, fw.vars_template.read_bytes(), 0o600)
         return str(fw.code), str(nvram)
+
+    def pool_targets(self) -> list[Path]:
+        """Directories of the active storage pools (where images count as managed)."""
+        from virtkit.daemon.pools import manager
+
+        return manager(self).allowed()
 
     def policy(self, dom: Domain) -> Policy:
         return Policy(dom.on_poweroff, dom.on_reboot, dom.on_crash, self.settings.qmp_timeout_s)

@@ -28,7 +28,7 @@ from virtkit.model.domain import (
     Topology,
     check_name,
 )
-from virtkit.model.install import InstallMethod, InstallSpec, NewDisk
+from virtkit.model.install import InstallMethod, InstallSpec, NewDisk, VolumeRef
 
 M = TypeVar("M", bound=BaseModel)
 IMAGE_DIR = "/var/lib/virtkit/images"  # the system image directory (virt-install's default pool)
@@ -303,6 +303,11 @@ def build(d: Draft) -> InstallSpec:
             "extra_args": d.extra_args or "",
             "initrd_inject": d.initrd_inject,
             "new_disks": new_disks,
+            "volumes": [
+                VolumeRef(index=i, pool=dd.volume[0], name=dd.volume[1])
+                for i, dd in enumerate(d.disks)
+                if dd.volume is not None
+            ],
             "cloud_init": d.cloud_init,
             "noreboot": d.noreboot,
             "transient": d.transient,

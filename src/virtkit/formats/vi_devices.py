@@ -16,7 +16,7 @@ from virtkit.model.domain import (
     NicModel,
     NicType,
 )
-from virtkit.model.install import MAX_DISK_BYTES
+from virtkit.model.install import MAX_DISK_BYTES, volume_placeholder
 
 DISK_KEYS = (
     "path",
@@ -38,16 +38,28 @@ DISK_KEYS = (
 GIB = 1024**3
 
 
+def _volume(option: str, vol: str | None, pool: str | None,
+            name: str | None) -> tuple[str, str] | None:  # fmt: skip
+    """vol=POOL/NAME, or pool=POOL with source.volume=NAME (libvirt's spelling)."""
+    if vol is None and pool is None and name is None:
+        return None
+    if vol is not None:
+        pool, _, name = vol.partition("/")
+    if not pool or not name or "/" in name:
+        raise ConfigError(f"{option}: give vol=POOL/NAME (e.g. vol=default/web.qcow2)")
+    return pool, name
+
+
 def parse_disk(d: Draft, text: str) -> None:
     option = "--disk"
     o = parse(option, text, valid=DISK_KEYS, first=("path",))
-    for key in ("vol", "pool", "source.pool", "source.volume"):
-        if o.has(key):
-            raise ConfigError(
-                f"{option}: storage pools are not supported yet (issue 4); "
-                "use path=/absolute/file.qcow2[,size=GiB]"
-            )
+    volume = _volume(option, o.get("vol"), o.get("pool", "source.pool"),
+                     o.get("source.volume"))  # fmt: skip
     path = o.get("path")
+    if volume is not None:
+        if path is not None or o.has("size"):
+            raise ConfigError(f"{option}: vol= names an existing pool volume; drop path=/size=")
+        path = volume_placeholder(*volume)
     if path == "none":
         o.finish()
         if len(o.items) > 1:
@@ -55,6 +67,7 @@ def parse_disk(d: Draft, text: str) -> None:
         d.no_disks = True
         return
     disk = DiskDraft(path=abs_path(option, "path", path) if path is not None else None)
+    disk.volume = volume
     if (v := o.get("size")) is not None:
         gib = to_float(option, "size", v)
         if gib * GIB < 1024**2 or gib * GIB > MAX_DISK_BYTES:

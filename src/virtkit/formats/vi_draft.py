@@ -35,6 +35,7 @@ class DiskDraft:
     sparse: bool = True
     serial: str | None = None
     target: str | None = None
+    volume: tuple[str, str] | None = None  # vol=POOL/NAME
 
 
 @dataclass

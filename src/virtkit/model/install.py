@@ -46,6 +46,20 @@ class CloudInit(BaseModel):
     disable: bool = False  # clouduser-ssh-key style options we accept but do not need
 
 
+class VolumeRef(BaseModel):
+    """``--disk vol=POOL/NAME``: domain.disks[index] is this pool volume; the daemon
+    fills in its path and format (the parser cannot know them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    index: int = Field(ge=0, le=63)
+    pool: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=255)
+
+
+def volume_placeholder(pool: str, name: str) -> str:
+    return f"/virtkit-volume/{pool}/{name}"
+
+
 class InstallSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +72,7 @@ class InstallSpec(BaseModel):
     extra_args: str = Field(default="", max_length=4096)
     initrd_inject: list[AbsPath] = Field(default_factory=list, max_length=64)
     new_disks: list[NewDisk] = Field(default_factory=list, max_length=64)
+    volumes: list[VolumeRef] = Field(default_factory=list, max_length=64)
     cloud_init: CloudInit | None = None
     checksum: str | None = Field(default=None, pattern=r"^(sha256|sha512):[0-9a-fA-F]+$")
     noreboot: bool = False
