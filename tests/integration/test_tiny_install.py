@@ -171,7 +171,10 @@ def test_cdrom_install_then_boot_from_disk(iso: Path, tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         console = log.read_text(errors="replace") if log.exists() else ""
-        assert took is not None, f"no VIRTKIT-INSTALL-DONE; console tail:\n{console[-3000:]}"
+        assert took is not None, (
+            f"no VIRTKIT-INSTALL-DONE after {time.monotonic() - t0:.0f} s (QEMU exit status "
+            f"{proc.poll()}); console tail:\n{console[-3000:]}"
+        )
         assert proc.wait(60) == 0  # the installer reboots; -no-reboot makes QEMU exit
     finally:
         if proc.poll() is None:
