@@ -57,7 +57,7 @@ async def reconcile(svc: Service) -> None:
     await asyncio.gather(*jobs)  # attach concurrently: one stuck monitor must not delay others
     for name, e in list(svc.entries.items()):
         if e.autostart and not e.active:
-            asyncio.get_running_loop().create_task(_autostart(svc, name))
+            svc.background(_autostart(svc, name))
 
 
 async def _reconcile_one(

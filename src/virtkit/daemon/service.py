@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,7 @@ class Service:
         self._caps: dict[str, capsmod.Caps] = {}
         self.hooks = Hooks(self._on_state, self._on_event, self._on_exit)
         self.started_at = time.time()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- startup and reconciliation ---------------------------------------------------------
 
@@ -170,7 +171,7 @@ class Service:
         if after is not None:
             self.bus.publish(sup.name, "install-finished", f"installer ended ({reason})")
             if after == "restart" and reason is Reason.SHUTDOWN:
-                asyncio.get_running_loop().create_task(self._restart_after_install(sup.name))
+                self.background(self._restart_after_install(sup.name))
                 return
         if not e.persistent:
             self.forget_definition(sup.name)
@@ -185,6 +186,12 @@ class Service:
             e = self.entries.get(name)
             if e is not None and not e.persistent:
                 self.forget_definition(name)
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task the service keeps a reference to (not garbage-collected)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def add_transient(self, dom: Domain) -> Entry:
         """A domain that exists only while it runs (virsh create, install --transient)."""
