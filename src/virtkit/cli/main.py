@@ -319,7 +319,9 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
 
 
 from virtkit.cli import domextra as _domextra  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import hotplug as _hotplug  # noqa: E402, F401  (registers its verbs)
 from virtkit.cli import snapshots as _snapshots  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import stats as _stats  # noqa: E402, F401  (domstats, top)
 from virtkit.cli import storage as _storage  # noqa: E402, F401  (registers its verbs)
 
 

@@ -339,6 +339,57 @@ class Client:
         """undefine with storage options (remove_all_storage, storage, managed_save, nvram)."""
         return dict(self.request("POST", f"{self._dom(name)}/undefine", options))
 
+    # -- stats (cli/stats.py, cli/top.py) -------------------------------------------------------
+
+    def stats(self, domains: list[str] | None = None, groups: list[str] | None = None,
+              active: bool = False) -> dict[str, Any]:  # fmt: skip
+        """One batched stats pass: {"timestamp": s, "domains": [{name, id, state, stats}]}."""
+        q: list[tuple[str, str]] = [("domain", d) for d in domains or []]
+        if groups:
+            q.append(("groups", ",".join(groups)))
+        if active:
+            q.append(("active", "true"))
+        path = "/v1/stats" + (f"?{urlencode(q)}" if q else "")
+        return dict(self.request("GET", path))
+
+    def metrics(self) -> str:
+        """The daemon's Prometheus exposition text (GET /metrics)."""
+        return self.raw_request("GET", "/metrics").decode()
+
+    # -- hot plug, vCPUs, memory (cli/hotplug.py) ------------------------------------------------
+
+    def attach_disk(self, name: str, source: str, target: str, **opts: Any) -> dict[str, Any]:
+        body = {"source": source, "target": target, **opts}
+        return dict(self.request("POST", f"{self._dom(name)}/disks", body))
+
+    def detach_disk(self, name: str, target: str, **flags: Any) -> dict[str, Any]:
+        path = f"{self._dom(name)}/disks/{quote(target, safe='')}"
+        return dict(self.request("DELETE", path, query={k: v or None for k, v in flags.items()}))
+
+    def attach_device(self, name: str, text: str, **flags: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._dom(name)}/devices", {"text": text, **flags}))
+
+    def setvcpus(self, name: str, count: int, **flags: Any) -> dict[str, Any]:
+        return dict(self.request("PUT", f"{self._dom(name)}/vcpus", {"count": count, **flags}))
+
+    def vcpucount(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._dom(name)}/vcpus"))
+
+    def vcpuinfo(self, name: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._dom(name)}/vcpus/info"))
+
+    def setmem(self, name: str, size_kib: int, **flags: Any) -> dict[str, Any]:
+        body = {"size_kib": size_kib, **flags}
+        return dict(self.request("PUT", f"{self._dom(name)}/memory", body))
+
+    def setmaxmem(self, name: str, size_kib: int, **flags: Any) -> dict[str, Any]:
+        body = {"size_kib": size_kib, **flags}
+        return dict(self.request("PUT", f"{self._dom(name)}/memory/max", body))
+
+    def dommemstat(self, name: str, period_s: int | None = None) -> dict[str, int]:
+        return dict(self.request("GET", f"{self._dom(name)}/memory/stats",
+                                 query={"period_s": period_s}))  # fmt: skip
+
 
 def _raw_exchange(conn: _UnixHTTP, method: str, path: str, body: bytes | None) -> _Response:
     """One request with a binary body/answer, read straight into one buffer (no re-copies)."""

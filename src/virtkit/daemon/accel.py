@@ -66,6 +66,8 @@ class AccelResolver:
             return Accel.KVM, ""
         if usable:
             return Accel.KVM, ""
+        if "TCG" in reason:  # the probe's verdict already says so
+            return Accel.TCG, f"warning: {reason}"
         return Accel.TCG, f"warning: {reason}; {TCG_NOTE}"
 
 

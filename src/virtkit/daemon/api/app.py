@@ -96,9 +96,14 @@ def create_app(svc: Service) -> FastAPI:
         return JSONResponse({"error": "config", "message": "invalid request: " + "; ".join(lines)},
                             status_code=400)  # fmt: skip
 
+    from virtkit.daemon.api import hotplug as hotplug_api
     from virtkit.daemon.api import snapshots as snapshots_api
 
     app.include_router(snapshots_api.router(svc))
+    app.include_router(hotplug_api.router(svc))
+    from virtkit.daemon.api import stats as stats_api
+
+    stats_api.install(app, svc)  # /v1/stats, /metrics, request-latency histogram
 
     @app.get("/v1/version", response_model=s.Version, tags=["host"])
     async def version() -> s.Version:
