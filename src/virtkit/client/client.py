@@ -369,6 +369,18 @@ class Client:
     def attach_device(self, name: str, text: str, **flags: Any) -> dict[str, Any]:
         return dict(self.request("POST", f"{self._dom(name)}/devices", {"text": text, **flags}))
 
+    def detach_device(self, name: str, text: str, **flags: Any) -> dict[str, Any]:
+        body = {"text": text, **flags}
+        return dict(self.request("POST", f"{self._dom(name)}/devices/detach", body))
+
+    def attach_interface(self, name: str, type_: str, **opts: Any) -> dict[str, Any]:
+        body = {"type": type_, **opts}
+        return dict(self.request("POST", f"{self._dom(name)}/interfaces", body))
+
+    def detach_interface(self, name: str, type_: str, **opts: Any) -> dict[str, Any]:
+        path = f"{self._dom(name)}/interfaces/{quote(type_, safe='')}"
+        return dict(self.request("DELETE", path, query={k: v or None for k, v in opts.items()}))
+
     def setvcpus(self, name: str, count: int, **flags: Any) -> dict[str, Any]:
         return dict(self.request("PUT", f"{self._dom(name)}/vcpus", {"count": count, **flags}))
 

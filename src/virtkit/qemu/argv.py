@@ -29,6 +29,7 @@ from virtkit.model.domain import (
 )
 from virtkit.qemu.caps import Caps
 
+HOTPLUG_PORTS = 4
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 NIC_DEVICE = {
@@ -222,6 +223,12 @@ def build_argv(
         argv += ["-vga", "std", "-display", "none", "-vnc", vnc]
     else:
         argv += ["-display", "none", "-vga", "none"]
+    machine = caps.resolve_machine(dom.machine)
+    if machine is not None and machine.name.startswith("pc-q35"):
+        # q35's root bus takes no hot-plugged devices: leave empty PCIe root ports for
+        # attach-disk / attach-interface (as virt-install does).
+        for i in range(HOTPLUG_PORTS):
+            argv += ["-device", opts("pcie-root-port", id=f"hp{i}", chassis=i + 1)]
     argv += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
     argv += ["-device", "virtio-rng-pci,id=rng0"]
     if incoming_fd is not None:

@@ -1,0 +1,180 @@
+"""attach-interface / detach-interface: NIC hot plug (QMP netdev_add + device_add; bridged
+NICs get their tap from network/taps.py first, pyroute2 running in an executor).
+
+QEMU ids follow qemu/argv.py: netdev ``net<i>``, device ``nic<i>``. A hot-plugged NIC takes
+the first index no device uses; NICs are found again by MAC (qom-get), which survives
+detaches that shift positions in the domain's NIC list."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from virtkit.daemon.hotplug import (
+    device_add_pci,
+    last_seq,
+    live_domain,
+    monitor,
+    scope,
+    set_config,
+    set_live,
+    validated,
+    wait_deleted,
+)
+from virtkit.errors import ConfigError, NotFoundError, QmpError
+from virtkit.model.domain import Domain, Nic, NicType
+from virtkit.network import taps
+from virtkit.qemu.argv import NIC_DEVICE, tap_name
+from virtkit.qemu.qmp import Monitor
+
+if TYPE_CHECKING:
+    from virtkit.daemon.service import Service
+
+PERIPHERAL = "/machine/peripheral"
+
+
+async def live_nics(mon: Monitor) -> dict[str, int]:
+    """MAC -> index i of the running guest's NIC devices ``nic<i>``."""
+    out: dict[str, int] = {}
+    for item in await mon.execute("qom-list", {"path": PERIPHERAL}):
+        name = str(item.get("name", ""))
+        if name.startswith("nic") and name[3:].isdigit():
+            mac = await mon.execute("qom-get", {"path": f"{PERIPHERAL}/{name}", "property": "mac"})
+            out[str(mac).lower()] = int(name[3:])
+    return out
+
+
+def _tap_domain(dom: Domain, i: int, nic: Nic) -> Domain:
+    """A stand-in whose only bridged NIC sits at index ``i`` (taps.* name taps by index)."""
+    return dom.model_copy(update={"nics": [*([Nic()] * i), nic]})
+
+
+async def _in_executor(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def attach_interface(
+    svc: Service,
+    name: str,
+    type_: str,
+    source: str | None = None,
+    *,
+    model: str = "virtio",
+    mac: str | None = None,
+    live: bool = False,
+    config: bool = False,
+    persistent: bool = False,
+) -> dict[str, Any]:
+    try:
+        nic = Nic(type=type_, source=source, model=model, mac=mac or svc.new_mac())
+    except ValueError as exc:
+        raise ConfigError(f"bad interface for attach-interface: {exc}") from None
+    if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
+        taps.check_bridges(Domain(name="check", nics=[nic]))
+    async with svc.locks.hold(name, "attach-interface"):
+        e = svc.entry(name)
+        sc = scope(e, live, config, persistent)
+        new_cfg = None
+        if sc.config:
+            nics = [n.model_dump(mode="json", exclude_defaults=True) for n in e.domain.nics]
+            new_cfg = validated(e.domain, nics=[*nics, nic.model_dump(mode="json")])
+        if sc.live:
+            cur = live_domain(e)
+            mon = monitor(e)
+            used = await live_nics(mon)
+            if nic.mac in used:
+                raise ConfigError(f"MAC {nic.mac} is already used by a NIC of {name!r}")
+            i = len(cur.nics)
+            while i in used.values():
+                i += 1
+            await _plug(mon, cur, i, nic)
+            set_live(svc, e, cur.model_copy(update={"nics": [*cur.nics, nic]}))
+        if new_cfg is not None:
+            set_config(svc, e, new_cfg)
+        svc.bus.publish(name, "device-attached", f"interface {nic.type} {nic.mac}")
+    return {"mac": nic.mac, "type": str(nic.type), "live": sc.live, "config": sc.config}
+
+
+async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic) -> None:
+    stand_in = _tap_domain(dom, i, nic)
+    if nic.type is NicType.BRIDGE:
+        await _in_executor(taps.create_taps, stand_in)
+        netdev = {
+            "type": "tap",
+            "id": f"net{i}",
+            "ifname": tap_name(dom, i),
+            "script": "no",
+            "downscript": "no",
+        }
+    else:
+        netdev = {"type": "user", "id": f"net{i}"}
+    try:
+        await mon.execute("netdev_add", netdev)
+        try:
+            args = {
+                "driver": NIC_DEVICE[nic.model],
+                "id": f"nic{i}",
+                "netdev": f"net{i}",
+                "mac": nic.mac,
+            }
+            await device_add_pci(mon, dom, args)
+        except BaseException:
+            with contextlib.suppress(QmpError):
+                await mon.execute("netdev_del", {"id": f"net{i}"})
+            raise
+    except BaseException:
+        await _in_executor(taps.remove_taps, stand_in)
+        raise
+
+
+def _pick(nics: list[Nic], type_: str, mac: str | None, where: str) -> Nic:
+    found = [n for n in nics if str(n.type) == type_ and (mac is None or n.mac == mac.lower())]
+    if not found:
+        raise NotFoundError(f"no {type_} interface{f' with MAC {mac}' if mac else ''} in {where}")
+    if len(found) > 1:
+        raise ConfigError(f"{where} has several {type_} interfaces; choose one with --mac")
+    return found[0]
+
+
+async def detach_interface(
+    svc: Service,
+    name: str,
+    type_: str,
+    *,
+    mac: str | None = None,
+    live: bool = False,
+    config: bool = False,
+    persistent: bool = False,
+) -> dict[str, Any]:
+    async with svc.locks.hold(name, "detach-interface"):
+        e = svc.entry(name)
+        sc = scope(e, live, config, persistent)
+        cfg_nic = (
+            _pick(e.domain.nics, type_, mac, f"the definition of {name!r}") if sc.config else None
+        )
+        if sc.live:
+            cur = live_domain(e)
+            nic = _pick(cur.nics, type_, mac, f"the running guest of {name!r}")
+            mon = monitor(e)
+            i = (await live_nics(mon)).get(nic.mac or "")
+            if i is None:
+                raise NotFoundError(f"QEMU has no device for interface {nic.mac} of {name!r}")
+            after = last_seq(svc)
+            await mon.execute("device_del", {"id": f"nic{i}"})
+            await wait_deleted(svc, name, f"nic{i}", after)
+            with contextlib.suppress(QmpError):
+                await mon.execute("netdev_del", {"id": f"net{i}"})
+            if nic.type is NicType.BRIDGE:
+                await _in_executor(taps.remove_taps, _tap_domain(cur, i, nic))
+            set_live(svc, e, cur.model_copy(update={"nics": [n for n in cur.nics if n is not nic]}))
+        if cfg_nic is not None:
+            set_config(
+                svc,
+                e,
+                e.domain.model_copy(
+                    update={"nics": [n for n in e.domain.nics if n is not cfg_nic]}
+                ),
+            )
+        svc.bus.publish(name, "device-detached", f"interface {type_}")
+    return {"live": sc.live, "config": sc.config}
