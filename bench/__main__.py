@@ -1,7 +1,14 @@
-"""python -m bench [lifecycle]: run the benchmarks (see bench/lifecycle.py)."""
+"""python -m bench [all|lifecycle|storage|migrate] [options]: run the benchmarks.
 
+``all`` is the side-by-side run (bench/all.py); the others are the focused scripts.
+Without a name, ``lifecycle`` runs (as before).
+"""
+
+import importlib
 import sys
 
-from bench import lifecycle
+NAMES = ("all", "lifecycle", "storage", "migrate")
 
-sys.exit(lifecycle.main(sys.argv[1:] if sys.argv[1:2] != ["lifecycle"] else sys.argv[2:]))
+args = sys.argv[1:]
+name = args.pop(0) if args and args[0] in NAMES else "lifecycle"
+sys.exit(importlib.import_module(f"bench.{name}").main(args))

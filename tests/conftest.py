@@ -50,6 +50,7 @@ class Daemon:
     base: Path
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    netns: str | None = None  # run the daemon (and CLI calls) inside this network namespace
 
     def __post_init__(self) -> None:
         self.env = dict(os.environ)
@@ -57,6 +58,7 @@ class Daemon:
             VIRTKIT_STATE_DIR=str(self.state_dir),
             VIRTKIT_RUN_DIR=str(self.run_dir),
             VIRTKIT_LOG_LEVEL="DEBUG",
+            VIRTKIT_UI_LISTEN="127.0.0.1:0",  # each test daemon's web UI on a port of its own
         )
         self.env.pop("VIRTKIT_DEFAULT_URI", None)
 
@@ -75,11 +77,15 @@ class Daemon:
     def console_log(self, name: str) -> Path:
         return self.state_dir / "log" / f"{name}.console.log"
 
+    @property
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         err = open(self.base / "daemon.stderr", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "virtkit.daemon", "--log-stderr"],
+            [*self.prefix, sys.executable, "-m", "virtkit.daemon", "--log-stderr"],
             env=self.env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
             start_new_session=True,
         )  # fmt: skip
@@ -111,7 +117,7 @@ class Daemon:
     def cli(self, *args: str, input: str | None = None, check: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
         r = subprocess.run(
-            [sys.executable, "-m", "virtkit.cli", *args], env=self.env, input=input,
+            [*self.prefix, sys.executable, "-m", "virtkit.cli", *args], env=self.env, input=input,
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if check and r.returncode != 0:

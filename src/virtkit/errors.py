@@ -9,6 +9,8 @@
     │   └── BusyError            409  exit 4   another operation holds the domain's lock
     ├── HostError                500  exit 5   the host lacks something (QEMU, /dev/kvm, ...)
     ├── DaemonError              503  exit 6   the daemon cannot be reached or started
+    ├── AuthError                401  exit 6   the browser listener wants a login first
+    ├── ForbiddenError           403  exit 2   this connection's role may not do that
     └── QemuError                500  exit 7   QEMU misbehaved
         ├── LaunchError          500  exit 7   QEMU exited during start: exit code, argv, log tail
         └── QmpError             502  exit 7   a QMP command failed or timed out
@@ -69,6 +71,18 @@ class DaemonError(VirtkitError):
     code = "daemon"
 
 
+class AuthError(VirtkitError):
+    """A request on the browser listener without a valid session (daemon/api/webgate.py)."""
+
+    code = "auth"
+
+
+class ForbiddenError(VirtkitError):
+    """The caller's role (read-only socket, remote client) does not allow the request."""
+
+    code = "forbidden"
+
+
 class QemuError(VirtkitError):
     code = "qemu"
 
@@ -101,6 +115,8 @@ HTTP_STATUS: dict[type[VirtkitError], int] = {
     BusyError: 409,
     HostError: 500,
     DaemonError: 503,
+    AuthError: 401,
+    ForbiddenError: 403,
     QemuError: 500,
     LaunchError: 500,
     QmpError: 502,
@@ -114,6 +130,8 @@ EXIT_CODE: dict[type[VirtkitError], int] = {
     BusyError: 4,
     HostError: 5,
     DaemonError: 6,
+    AuthError: 6,
+    ForbiddenError: 2,
     QemuError: 7,
     LaunchError: 7,
     QmpError: 7,

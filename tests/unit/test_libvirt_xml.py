@@ -87,6 +87,7 @@ ROUND_TRIP = {
         on_crash="restart",
     ),
     "vnc-autoport": dom(graphics={"type": "vnc"}),
+    "vnc-socket": dom(graphics={"type": "vnc", "listen": "socket"}),
 }
 
 
@@ -370,8 +371,8 @@ def with_(old: str, new: str) -> str:
     ("text", "named"),
     [
         (
-            with_("<devices>", "<devices><hostdev mode='subsystem' type='pci'/>"),
-            "unsupported element /domain/devices/hostdev",
+            with_("<devices>", "<devices><hostdev mode='subsystem' type='usb'/>"),
+            "unsupported value /domain/devices/hostdev/@type='usb'",
         ),
         (with_("<devices>", "<devices><sound model='ich9'/>"), "/domain/devices/sound"),
         (with_("<devices>", "<devices><filesystem type='mount'/>"), "/domain/devices/filesystem"),
@@ -381,8 +382,8 @@ def with_(old: str, new: str) -> str:
             "unsupported attribute /domain/devices/disk/driver/@io='native'",
         ),
         (
-            with_("</pm>", "</pm><numatune><memory mode='strict' nodeset='0'/></numatune>"),
-            "unsupported element /domain/numatune",
+            with_("</pm>", "</pm><numatune><memory mode='restrictive' nodeset='0'/></numatune>"),
+            "/domain/numatune/memory/@mode='restrictive'",
         ),
         (
             with_(
@@ -394,9 +395,9 @@ def with_(old: str, new: str) -> str:
         (
             with_(
                 "<cpu mode='host-passthrough' check='none' migratable='on'/>",
-                "<cpu><numa><cell id='0' cpus='0-1' memory='1'/></numa></cpu>",
+                "<cpu><numa><cell id='0' cpus='0-1' memory='1024' discard='yes'/></numa></cpu>",
             ),
-            "/domain/cpu/numa",
+            "/domain/cpu/numa/cell/@discard",
         ),
         (
             with_("graphics type='vnc'", "graphics type='spice'"),

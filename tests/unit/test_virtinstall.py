@@ -195,7 +195,7 @@ def test_cpu(cpu: str, model: str) -> None:
 @pytest.mark.parametrize(
     ("cpu", "message"),
     [
-        ("host,cell0.memory=1024,cell0.cpus=0", "--cpu: NUMA cells are not supported yet"),
+        ("host,cell0.cpus=0", "--cpu: cell0 needs both cell0.memory=KiB and cell0.cpus="),
         ("Skylake-Client,+vmx", "--cpu: CPU feature flags (+vmx) are not supported yet"),
         ("mode=weird", "--cpu: mode='weird' is not supported"),
         ("'bad model!'", "is not a CPU model name"),
@@ -419,7 +419,8 @@ def test_disk_none_with_other_disks() -> None:
         ("user,model.type=rtl8139", (NicType.USER, None, NicModel.RTL8139, None)),
         ("user,mac=52:54:00:AA:BB:CC", (NicType.USER, None, NicModel.VIRTIO, "52:54:00:aa:bb:cc")),
         ("user,mac=RANDOM", (NicType.USER, None, NicModel.VIRTIO, None)),
-        ("default", (NicType.USER, None, NicModel.VIRTIO, None)),
+        ("default", (NicType.NETWORK, "default", NicModel.VIRTIO, None)),
+        ("network=default", (NicType.NETWORK, "default", NicModel.VIRTIO, None)),
     ],
 )
 def test_network(net: str, nic: tuple[NicType, str | None, NicModel, str | None]) -> None:
@@ -430,12 +431,23 @@ def test_network(net: str, nic: tuple[NicType, str | None, NicModel, str | None]
 def test_network_defaults() -> None:
     p = parse(BASE)
     assert [n.type for n in p.spec.domain.nics] == [NicType.USER]
-    assert any("no managed 'default' network" in w for w in p.warnings)
+    assert any("--network network=default" in w for w in p.warnings)
     p = parse(BASE, unprivileged=True)
     assert [n.type for n in p.spec.domain.nics] == [NicType.USER] and p.warnings == []
     assert parse(BASE + "--network none").spec.domain.nics == []
     assert parse(BASE + "--nonetworks").spec.domain.nics == []
     assert len(parse(BASE + "-w user -w bridge=br0").spec.domain.nics) == 2
+    [nic] = parse(BASE + "--network default", unprivileged=True).spec.domain.nics
+    assert nic.type is NicType.USER
+
+
+def test_network_hostfwd() -> None:
+    [nic] = parse(BASE + "--network user,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:53-:53"
+                  ).spec.domain.nics  # fmt: skip
+    assert nic.hostfwd == ["tcp::2222-:22", "udp:127.0.0.1:53-:53"]
+    assert "user-mode networking" in error(BASE + "--network bridge=br0,hostfwd=tcp::1-:2")
+    assert "invalid port forward" in error(BASE + "--network user,hostfwd=tcp:2222:22")
+    assert "forwarded twice" in error(BASE + "--network user,hostfwd=tcp::1-:2,hostfwd=tcp::1-:3")
 
 
 @pytest.mark.parametrize(
@@ -472,6 +484,8 @@ def test_graphics() -> None:
     assert (g.type, g.listen, g.port, g.password) == (GraphicsType.VNC, "0.0.0.0", 5905, "secret")
     g = parse(BASE + "--graphics vnc,port=-1").spec.domain.graphics
     assert (g.listen, g.port) == ("127.0.0.1", None)
+    g = parse(BASE + "--graphics vnc,listen=socket").spec.domain.graphics
+    assert g.listen == "socket"  # a Unix socket: the daemon's proxy is the only way in
     assert parse(BASE + "--nographics").spec.domain.graphics.type is GraphicsType.NONE
     assert parse(BASE).spec.domain.graphics.type is GraphicsType.NONE  # headless by default
 
@@ -569,7 +583,7 @@ def test_cloud_init() -> None:
             "--features kvm_hidden=on",
             "virt-install option --features is not supported by virtkit yet",
         ),
-        ("--hostdev 0x1234:0x5678", "virt-install option --hostdev is not supported"),
+        ("--hostdev 0x1234:0x5678", "only PCI devices can be passed through"),
         ("--tpm default", "virt-install option --tpm is not supported"),
         ("--qemu-commandline=-foo", "option --qemu-commandline is not supported"),
         ("-f /x", "virt-install option --file is not supported"),

@@ -207,12 +207,19 @@ def cmd_vcpucount(ns: argparse.Namespace) -> int:
 @command("vcpuinfo", "show each vCPU: host CPU, state, CPU time")
 def cmd_vcpuinfo(ns: argparse.Namespace) -> int:
     out: list[str] = []
-    for v in client(ns).vcpuinfo(ns.domain):
+    c = client(ns)
+    vcpus = c.vcpuinfo(ns.domain)
+    host_cpus = c.nodeinfo()["cpus"] if vcpus else 0
+    for v in vcpus:
+        from virtkit.model.hostfeat import parse_cpuset
+
+        allowed = set(parse_cpuset(v["affinity"])) if v.get("affinity") else set()
         out += [
             f"{'VCPU:':<16}{v['vcpu']}",
             f"{'CPU:':<16}{v['cpu']}",
             f"{'State:':<16}{v['state']}",
             f"{'CPU time:':<16}{v['cpu_time_s']:.1f}s",
+            f"{'CPU Affinity:':<16}" + "".join("-y"[i in allowed] for i in range(host_cpus)),
             "",
         ]
     sys.stdout.write("\n".join(out) + ("\n" if out else ""))

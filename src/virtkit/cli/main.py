@@ -238,34 +238,31 @@ def cmd_install(ns: argparse.Namespace) -> int:  # main() hands `install` over b
       a("--all", action="store_true", help="print the stored history"))  # fmt: skip
 @command("event", "show domain events")
 def cmd_event(ns: argparse.Namespace) -> int:
+    c = client(ns)
+    if ns.loop:  # the server-sent event stream; reconnects from the last number seen
+        from virtkit.client.events import follow
+
+        c.version()  # starts the session daemon if needed
+        since = 0 if ns.all and ns.after is None else ns.after  # None: from now on
+        for e in follow(c.socket_path, since, ns.domain):
+            _say_event(e, ns.timestamp)
+        return 0
+    after = ns.after or 0
+    while True:  # the stored history, a page at a time
+        evs = c.events(after, ns.domain)
+        for e in evs:
+            _say_event(e, ns.timestamp)
+            after = e["seq"]
+        if len(evs) < 1000:
+            return 0
+
+
+def _say_event(e: dict[str, Any], timestamp: bool) -> None:
     import time
 
-    c = client(ns)
-    after = ns.after
-    if after is None:
-        after = 0 if ns.all or not ns.loop else _last_seq(c)
-    while True:
-        evs = c.events(after, ns.domain, wait_s=30.0 if ns.loop else 0.0)
-        for e in evs:
-            stamp = (
-                time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(e["ts"])) if ns.timestamp else ""
-            )
-            say(f"{stamp}event #{e['seq']} '{e['type']}' for domain '{e['domain']}': {e['detail']}")
-            after = e["seq"]
-        sys.stdout.flush()
-        if not ns.loop and not evs:
-            return 0
-        if not ns.loop and len(evs) < 1000:
-            return 0
-
-
-def _last_seq(c: Any) -> int:
-    seq = 0
-    while True:
-        evs = c.events(seq)
-        if not evs:
-            return seq
-        seq = evs[-1]["seq"]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(e["ts"])) if timestamp else ""
+    say(f"{stamp}event #{e['seq']} '{e['type']}' for domain '{e['domain']}': {e['detail']}")
+    sys.stdout.flush()
 
 
 # -- console ------------------------------------------------------------------------------------
@@ -319,10 +316,15 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
 
 
 from virtkit.cli import domextra as _domextra  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import hostfeat as _hostfeat  # noqa: E402, F401  (nodeinfo, nodedev-*, pins)
 from virtkit.cli import hotplug as _hotplug  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import migrate as _migrate  # noqa: E402, F401  (migrate, domjob*)
+from virtkit.cli import network as _network  # noqa: E402, F401  (net-*, domif*, port-forward)
+from virtkit.cli import security as _security  # noqa: E402, F401  (pki, qemu-monitor-command)
 from virtkit.cli import snapshots as _snapshots  # noqa: E402, F401  (registers its verbs)
 from virtkit.cli import stats as _stats  # noqa: E402, F401  (domstats, top)
 from virtkit.cli import storage as _storage  # noqa: E402, F401  (registers its verbs)
+from virtkit.cli import ui as _ui  # noqa: E402, F401  (ui, viewer, vncdisplay)
 
 
 def _command_word(argv: list[str]) -> str | None:

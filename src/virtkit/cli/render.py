@@ -46,6 +46,13 @@ def dominfo(d: dict[str, Any]) -> str:
         rows.append(("Accelerator", d["accel"]))
     if d.get("accel_note"):
         rows.append(("Accel note", d["accel_note"]))
+    if d.get("confined"):
+        note = d.get("confinement_note") or ""
+        limits = f"none: {note}" if note else "memory.max, pids.max"
+        rows += [("Confined", d["confined"]), ("Cgroup", d.get("cgroup") or "-"),
+                 ("Cgroup limits", limits)]  # fmt: skip
+    if d.get("tainted"):
+        rows.append(("Tainted", ", ".join(d["tainted"])))
     if d.get("operation"):
         rows.append(("Operation", f"{d['operation']} (in progress)"))
     return "".join(f"{k + ':':<16}{v}\n" for k, v in rows) + "\n"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
+from virtkit.client.tls import TlsTarget, tls_target
 from virtkit.errors import DaemonError, VirtkitError, from_dict
 from virtkit.paths import Paths, socket_for_uri
 
@@ -38,14 +39,19 @@ class _UnixHTTP:
     of every CLI call, more than the request itself.
     """
 
-    def __init__(self, path: str, timeout: float) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
+    def __init__(self, path: str, timeout: float, tls: TlsTarget | None = None) -> None:
+        if tls is not None:  # the same HTTP over TLS to a remote daemon (client/tls.py)
+            from virtkit.client.tls import connect
+
+            self.sock: socket.socket = connect(tls, timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+            except OSError:
+                self.sock.close()
+                raise
         self._buf = b""
         self.used = False
 
@@ -105,7 +111,11 @@ class Client:
 
     def __init__(self, uri: str | None = None, *, autostart: bool = True,
                  timeout_s: float = 600.0) -> None:  # fmt: skip
-        self.socket_path, self._local = socket_for_uri(uri)
+        self.tls = tls_target(uri)
+        if self.tls is not None:
+            self.socket_path, self._local = Path(f"/nonexistent/{self.tls.host}"), None
+        else:
+            self.socket_path, self._local = socket_for_uri(uri)
         self.autostart_daemon = autostart and self._local is not None
         self.timeout_s = timeout_s
         self._conn: _UnixHTTP | None = None
@@ -115,8 +125,18 @@ class Client:
     def _connection(self) -> _UnixHTTP:
         if self._conn is None:
             try:
-                conn = _UnixHTTP(str(self.socket_path), self.timeout_s)
-            except (FileNotFoundError, ConnectionRefusedError):
+                conn = _UnixHTTP(str(self.socket_path), self.timeout_s, self.tls)
+            except OSError as exc:
+                if self.tls is not None and not isinstance(exc, ConnectionRefusedError):
+                    raise DaemonError(f"TLS connection to {self.tls.host}:{self.tls.port} "
+                                      f"failed: {exc}") from None  # fmt: skip
+                if not isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+                    raise
+                if self.tls is not None:
+                    raise DaemonError(
+                        f"cannot connect to virtkitd at {self.tls.host}:{self.tls.port} "
+                        "(TLS): is it listening (virtkitd --listen-tls ADDR:PORT)?"
+                    ) from None
                 if not self.autostart_daemon or self._local is None:
                     raise DaemonError(
                         f"cannot connect to the virtkit daemon at {self.socket_path}: is "
@@ -152,6 +172,12 @@ class Client:
                 raise DaemonError(
                     f"the virtkit daemon did not answer within {self.timeout_s:g} s"
                 ) from None
+            except OSError as exc:  # TLS: the server refused our certificate, or no cert
+                if self.tls is None:
+                    raise
+                self.close()
+                raise DaemonError(f"TLS connection to {self.tls.host}:{self.tls.port} failed: "
+                                  f"{exc}; check the client certificate") from None  # fmt: skip
         if resp.status >= 400:
             try:
                 raise from_dict(json.loads(data))
@@ -401,6 +427,136 @@ class Client:
     def dommemstat(self, name: str, period_s: int | None = None) -> dict[str, int]:
         return dict(self.request("GET", f"{self._dom(name)}/memory/stats",
                                  query={"period_s": period_s}))  # fmt: skip
+
+    # -- host features: nodeinfo, NUMA, KSM, node devices, pinning (cli/hostfeat.py) ----------
+
+    def nodeinfo(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/host/nodeinfo"))
+
+    def capabilities(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/host/capabilities"))
+
+    def ksm(self, **changes: int) -> dict[str, Any]:
+        if changes:
+            return dict(self.request("PUT", "/v1/host/ksm", changes))
+        return dict(self.request("GET", "/v1/host/ksm"))
+
+    def nodedev_list(self, cap: str | None = None) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/host/nodedevs", query={"cap": cap}))
+
+    def nodedev(self, dev: str, action: str | None = None, **body: Any) -> dict[str, Any]:
+        path = f"/v1/host/nodedevs/{quote(dev, safe='')}"
+        if action is None:
+            return dict(self.request("GET", path))
+        if action == "sriov":
+            return dict(self.request("PUT", f"{path}/sriov", body))
+        return dict(self.request("POST", f"{path}/{action}"))
+
+    def vcpupin(self, name: str, vcpu: int | None = None, cpulist: str | None = None,
+                **flags: Any) -> dict[str, Any]:  # fmt: skip
+        if cpulist is None:
+            query = {"vcpu": vcpu, **{k: v or None for k, v in flags.items()}}
+            return dict(self.request("GET", f"{self._dom(name)}/vcpupin", query=query))
+        body = {"vcpu": vcpu, "cpulist": cpulist, **flags}
+        return dict(self.request("PUT", f"{self._dom(name)}/vcpupin", body))
+
+    def emulatorpin(self, name: str, cpulist: str | None = None, **flags: Any) -> dict[str, Any]:
+        if cpulist is None:
+            query = {k: v or None for k, v in flags.items()}
+            return dict(self.request("GET", f"{self._dom(name)}/emulatorpin", query=query))
+        body = {"cpulist": cpulist, **flags}
+        return dict(self.request("PUT", f"{self._dom(name)}/emulatorpin", body))
+
+    def numatune(self, name: str, nodeset: str | None = None, mode: str | None = None,
+                 **flags: Any) -> dict[str, Any]:  # fmt: skip
+        if nodeset is None and mode is None:
+            query = {"config": flags.get("config") or None}
+            return dict(self.request("GET", f"{self._dom(name)}/numatune", query=query))
+        body = {k: v for k, v in (("nodeset", nodeset), ("mode", mode)) if v is not None}
+        return dict(self.request("PUT", f"{self._dom(name)}/numatune", body | flags))
+
+    # -- managed networks, interfaces, port forwards (cli/network.py) -------------------------
+
+    def _net(self, net: str) -> str:
+        return f"/v1/networks/{quote(net, safe='')}"
+
+    def list_networks(self, all_: bool = False) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/networks", query={"all": all_}))
+
+    def define_network(self, *, text: str | None = None, config: dict[str, Any] | None = None,
+                       source: str = "network", start: bool = False) -> dict[str, Any]:  # fmt: skip
+        body = {"text": text, "config": config, "source": source, "start": start}
+        return dict(self.request("POST", "/v1/networks", body))
+
+    def network_info(self, net: str) -> dict[str, Any]:
+        return dict(self.request("GET", self._net(net)))
+
+    def network_config(self, net: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._net(net)}/config"))
+
+    def network_xml(self, net: str) -> str:
+        return str(self.request("GET", f"{self._net(net)}/xml")["xml"])
+
+    def network_action(self, net: str, verb: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._net(net)}/{verb}"))
+
+    def network_autostart(self, net: str, enabled: bool) -> dict[str, Any]:
+        return dict(self.request("PUT", f"{self._net(net)}/autostart", {"enabled": enabled}))
+
+    def undefine_network(self, net: str) -> None:
+        self.request("DELETE", self._net(net))
+
+    def network_leases(self, net: str, mac: str | None = None) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._net(net)}/leases", query={"mac": mac}))
+
+    def interfaces(self, name: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._dom(name)}/interfaces"))
+
+    def interface_addresses(self, name: str, source: str = "lease") -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._dom(name)}/interfaces/addresses",
+                                 query={"source": source}))  # fmt: skip
+
+    def interface_stats(self, name: str, interface: str | None = None) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._dom(name)}/interfaces/stats",
+                                 query={"interface": interface}))  # fmt: skip
+
+    def port_forward(self, name: str, **body: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._dom(name)}/port-forwards", body))
+
+    # -- web UI, graphical console (cli/ui.py) ----------------------------------------------------
+
+    def ui_info(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/ui"))
+
+    def login_link(self, next_path: str = "/ui/") -> dict[str, Any]:
+        """A one-time URL that logs a browser into the web UI (and lands on next_path)."""
+        return dict(self.request("POST", "/v1/ui/login-link", {"next": next_path}))
+
+    def vncdisplay(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._dom(name)}/vncdisplay"))
+
+    def install_argv(self, argv: list[str], dry_run: bool = False) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/install/argv", {"argv": argv, "dry_run": dry_run}))
+
+    # -- migration (cli/migrate.py) -------------------------------------------------------------
+
+    def migrate(self, name: str, dest_uri: str, **opts: Any) -> dict[str, Any]:
+        """Start migrating ``name`` to the daemon at ``dest_uri``; poll ``job`` for progress."""
+        body = {"dest_uri": dest_uri, **opts}
+        return dict(self.request("POST", f"{self._dom(name)}/migrate", body))
+
+    def job(self, name: str) -> dict[str, Any]:
+        """{"current": JobInfo | None, "completed": JobInfo | None}"""
+        return dict(self.request("GET", f"{self._dom(name)}/job"))
+
+    def job_abort(self, name: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._dom(name)}/job"))
+
+    def migration_params(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._dom(name)}/migration-params"))
+
+    def set_migration_params(self, name: str, **params: Any) -> dict[str, Any]:
+        return dict(self.request("PUT", f"{self._dom(name)}/migration-params", params))
 
 
 def _raw_exchange(conn: _UnixHTTP, method: str, path: str, body: bytes | None) -> _Response:

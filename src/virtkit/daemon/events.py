@@ -27,6 +27,11 @@ class EventBus:
         self._changed = asyncio.Event()
         return seq
 
+    def last_seq(self) -> int:
+        """The newest sequence number handed out (0 before the first event)."""
+        row = self.store.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
     async def wait(
         self, after: int, domain: str | None = None, timeout_s: float = 0.0, limit: int = 1000
     ) -> list[StoredEvent]:

@@ -173,7 +173,7 @@ async def wait_deleted(
             raise not_released(name, dev_id, timeout_s, hint)
         for ev in await svc.bus.wait(after, name, remaining):
             after = max(after, ev.seq)
-            if ev.type == "device_deleted" and needle in ev.detail:
+            if ev.type == "device-removed" and needle in ev.detail:
                 return
 
 
@@ -229,6 +229,9 @@ async def attach_disk(
         disk = Disk(path=source, target=target, format=subdriver, bus=bus, readonly=readonly)
     except ValueError as exc:
         raise ConfigError(f"bad disk for attach-disk: {exc}") from None
+    from virtkit.daemon.roles import allowed_dirs, check_paths
+
+    check_paths([source], allowed_dirs(svc))  # remote callers: only images in pools
     async with svc.locks.hold(name, "attach-disk"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
@@ -264,6 +267,7 @@ async def attach_disk(
             probe = cur.model_copy(update={"disks": [disk]})
             svc._check_disk_users(name, probe)
             await asyncio.get_running_loop().run_in_executor(None, svc._check_chains, probe)
+            await svc.confiner.expose(disk.path, write=not disk.readonly)
             await _plug_disk(monitor(e), disk, cur)
             set_live(svc, e, cur.model_copy(update={"disks": [*cur.disks, disk]}))
         if sc.config:

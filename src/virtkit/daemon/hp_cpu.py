@@ -9,6 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.hoststart import apply_pins, get_affinity
 from virtkit.daemon.hotplug import (
     DETACH_TIMEOUT_S,
     live_domain,
@@ -20,6 +21,7 @@ from virtkit.daemon.hotplug import (
     validated,
 )
 from virtkit.errors import ConfigError, StateError
+from virtkit.host.numa import online
 from virtkit.qemu.qmp import Monitor
 
 if TYPE_CHECKING:
@@ -63,7 +65,13 @@ async def setvcpus(
                     f"{count} needs a larger maximum: `virtkit setvcpus {name} {count} "
                     "--maximum --config`, then restart the guest"
                 )
+            if count > cur.vcpus:
+                from virtkit.daemon.overcommit import check_grow
+
+                check_grow(svc, name, vcpus=count - cur.vcpus)
             await _set_live(svc, name, count)
+            if count > cur.vcpus and cur.cputune is not None:  # pins for the new vCPU threads
+                await apply_pins(monitor(e), cur, online(svc.host))
             set_live(svc, e, cur.model_copy(update={"vcpus": count}))
         if sc.config:
             if count > e.domain.effective_max_vcpus:
@@ -166,6 +174,7 @@ async def vcpuinfo(svc: Service, name: str) -> list[dict[str, Any]]:
                 "state": state,
                 "cpu_time_s": round(secs, 1),
                 "thread_id": tid,
+                "affinity": get_affinity(tid),
             }
         )
     return out

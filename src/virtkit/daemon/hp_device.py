@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    kind: str  # "memory" | "disk"
+    kind: str  # "memory" | "disk" | "hostdev"
     size_mib: int = 0
+    address: str = ""  # hostdev: PCI address
+    managed: bool = False  # hostdev: bound to vfio-pci when the guest gets it
     disk: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,7 +66,14 @@ def _from_xml(text: str) -> DeviceSpec:
             disk["format"] = drv.attr("type")
         disk["readonly"] = root.child("readonly") is not None
         return DeviceSpec("disk", disk=disk)
-    raise ConfigError(f"attach-device supports <memory model='dimm'> and <disk>, not <{tag}>")
+    if tag == "hostdev":
+        from virtkit.formats.libvirt_xml_tune import read_hostdev
+
+        dev = read_hostdev(root)
+        return DeviceSpec("hostdev", address=str(dev["address"]), managed="managed" in dev)
+    raise ConfigError(
+        f"attach-device supports <memory model='dimm'>, <disk> and <hostdev>, not <{tag}>"
+    )
 
 
 def parse_device(text: str) -> DeviceSpec:
@@ -78,6 +87,11 @@ def parse_device(text: str) -> DeviceSpec:
         return DeviceSpec("memory", size_mib=size)
     if set(data) == {"disk"} and isinstance(data["disk"], dict):
         return DeviceSpec("disk", disk=dict(data["disk"]))
+    if set(data) == {"hostdev"} and isinstance(data["hostdev"], dict):
+        h = data["hostdev"]
+        if "address" not in h or not set(h) <= {"address", "managed"}:
+            raise ConfigError("a host device is `hostdev: {address: 0000:03:00.0, managed: true}`")
+        return DeviceSpec("hostdev", address=str(h["address"]), managed=h.get("managed") is True)
     raise ConfigError(
         "a device file holds one device: `memory: {size_mib: N}` or "
         "`disk: {path: ..., target: vdX}` (or libvirt XML)"
@@ -96,6 +110,13 @@ async def attach_device(
     from virtkit.daemon import hotplug, hp_mem
 
     spec = parse_device(text)
+    if spec.kind == "hostdev":
+        from virtkit.daemon import nodedev
+
+        return await nodedev.attach_hostdev(
+            svc, name, spec.address, managed=spec.managed, live=live, config=config,
+            persistent=persistent,
+        )  # fmt: skip
     if spec.kind == "memory":
         if config or persistent:
             raise ConfigError(
@@ -132,6 +153,12 @@ async def detach_device(
     from virtkit.daemon import hotplug, hp_mem
 
     spec = parse_device(text)
+    if spec.kind == "hostdev":
+        from virtkit.daemon import nodedev
+
+        return await nodedev.detach_hostdev(
+            svc, name, spec.address, live=live, config=config, persistent=persistent
+        )
     if spec.kind == "memory":
         if config or persistent:
             raise ConfigError("DIMMs are hot plugged live only: detach them with --live")

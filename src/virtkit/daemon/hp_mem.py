@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon import overcommit
 from virtkit.daemon.hotplug import live_domain, monitor, scope, set_config, set_live, validated
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import MIN_MEMORY_MIB
@@ -187,12 +188,17 @@ async def attach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
             )
         if len(have) >= cur.memory_slots:
             raise ConfigError(f"all {cur.memory_slots} memory slots of {name!r} are used")
+        overcommit.check_grow(svc, name, memory_mib=size_mib)
         ids = {d.id for d in have}
         n = next(i for i in range(len(have) + 1) if f"dimm{i}" not in ids)
         dev, mem = f"dimm{n}", f"mem-dimm{n}"
-        await mon.execute(
-            "object-add", {"qom-type": "memory-backend-ram", "id": mem, "size": size_mib * MIB}
-        )
+        backend: dict[str, Any] = {"qom-type": "memory-backend-ram", "id": mem,
+                                   "size": size_mib * MIB}  # fmt: skip
+        if cur.numatune is not None:  # the DIMM's memory comes from the same host nodes
+            from virtkit.qemu.argv_host import POLICY
+
+            backend |= {"host-nodes": cur.numatune.nodes, "policy": POLICY[cur.numatune.mode]}
+        await mon.execute("object-add", backend)
         try:
             await mon.execute("device_add", {"driver": "pc-dimm", "id": dev, "memdev": mem})
         except QmpError:
@@ -200,6 +206,7 @@ async def attach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
                 await mon.execute("object-del", {"id": mem})
             raise
         set_live(svc, e, cur)
+        overcommit.add_dimm(e, size_mib)
         svc.bus.publish(name, "device-attached", f"memory {dev} ({size_mib} MiB)")
     return {"device": dev, "size_mib": size_mib, "total_mib": total + size_mib}
 
@@ -224,5 +231,6 @@ async def detach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
         await wait_deleted(svc, name, dev, after, hint=OFFLINE_HINT)
         with contextlib.suppress(QmpError):
             await mon.execute("object-del", {"id": f"mem-{dev}"})
+        overcommit.add_dimm(e, -size_mib)
         svc.bus.publish(name, "device-detached", f"memory {dev} ({size_mib} MiB)")
     return {"device": dev, "size_mib": size_mib}

@@ -88,7 +88,7 @@ async def attach_interface(
             i = len(cur.nics)
             while i in used.values():
                 i += 1
-            await _plug(mon, cur, i, nic)
+            await _plug(mon, cur, i, nic, owner=svc.confiner.owner())
             set_live(svc, e, cur.model_copy(update={"nics": [*cur.nics, nic]}))
         if new_cfg is not None:
             set_config(svc, e, new_cfg)
@@ -96,10 +96,10 @@ async def attach_interface(
     return {"mac": nic.mac, "type": str(nic.type), "live": sc.live, "config": sc.config}
 
 
-async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic) -> None:
+async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic, owner: int | None = None) -> None:
     stand_in = _tap_domain(dom, i, nic)
     if nic.type is NicType.BRIDGE:
-        await _in_executor(taps.create_taps, stand_in)
+        await _in_executor(lambda: taps.create_taps(stand_in, owner=owner))
         netdev = {
             "type": "tap",
             "id": f"net{i}",

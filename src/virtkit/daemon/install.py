@@ -199,7 +199,9 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
                 install_disks.append(_cdrom(media.iso))
         if dry_run:
             await revert.run()
-            result.domain = dom.model_dump(mode="json", exclude_defaults=True)
+            from virtkit.formats.redact import public_mapping
+
+            result.domain = public_mapping(dom)  # no secrets in API output
             return result
         for nd in spec.new_disks:
             create = functools.partial(disks.create_disk, Path(nd.path), nd.size_bytes,

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from virtkit.errors import DaemonError, VirtkitError
 from virtkit.paths import Paths, paths_for
@@ -35,7 +36,7 @@ def _lock(paths: Paths) -> int:
     return fd
 
 
-async def serve(paths: Paths) -> None:
+async def serve(paths: Paths, ui_listen: str | None = None, listen_tls: str | None = None) -> None:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -65,12 +66,30 @@ async def serve(paths: Paths) -> None:
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.005)
+    extra: list[Any] = []
     if server.started:
-        os.chmod(paths.socket, 0o600 if paths.mode == "session" else 0o660)
+        from virtkit.daemon.listeners import secure_socket, start_listeners
+
+        secure_socket(paths.socket, paths.mode)  # 0660 root:virtkit (system), 0600 (session)
         logging.getLogger("virtkit.daemon").info("listening on %s", paths.socket)
+        try:  # the read-only socket, and the TLS listener (--listen-tls) if configured
+            extra = await start_listeners(app, paths, listen_tls or svc.settings.listen_tls,
+                                          svc.settings.tls_dir)  # fmt: skip
+        except BaseException:
+            server.should_exit = True
+            await task
+            await svc.close()
+            raise
+    from virtkit.daemon.uilisten import start_ui  # the browser listener (web UI), optional
+
+    ui = await start_ui(app, svc.settings.ui_listen if ui_listen is None else ui_listen)
     try:
         await task
     finally:
+        if ui is not None:
+            await ui.stop()
+        for lst in extra:
+            await lst.stop()
         await svc.close()
 
 
@@ -79,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["system", "session"], default=None)
     ap.add_argument("--log-level", default=os.environ.get("VIRTKIT_LOG_LEVEL", "INFO"))
     ap.add_argument("--log-stderr", action="store_true", help="log to stderr instead of a file")
+    ap.add_argument("--ui-listen", default=None, metavar="HOST:PORT",
+                    help="web UI listener (default 127.0.0.1:8738; none = off)")  # fmt: skip
+    ap.add_argument("--listen-tls", default=None, metavar="ADDR:PORT",
+                    help="remote API: TLS 1.3, client certificates (virtkit pki)")  # fmt: skip
     args = ap.parse_args(argv)
     paths = paths_for(args.mode)
     try:
@@ -90,12 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     handler: logging.Handler = (
         logging.StreamHandler() if args.log_stderr else logging.FileHandler(paths.daemon_log)
     )
+    from virtkit.formats.redact import SecretFilter
+
+    handler.addFilter(SecretFilter())  # no VNC/cloud-init password in any log line
     logging.basicConfig(
         level=args.log_level.upper(), handlers=[handler],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )  # fmt: skip
     try:
-        asyncio.run(serve(paths))
+        asyncio.run(serve(paths, args.ui_listen, args.listen_tls))
     except VirtkitError as exc:
         print(f"virtkitd: error: {exc}", file=sys.stderr)
         return 6

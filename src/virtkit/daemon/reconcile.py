@@ -55,6 +55,9 @@ async def reconcile(svc: Service) -> None:
             continue
         jobs.append(_reconcile_one(svc, name, record, svc.entries.get(name)))
     await asyncio.gather(*jobs)  # attach concurrently: one stuck monitor must not delay others
+    from virtkit.daemon.networks import manager as networks
+
+    await networks(svc).reconcile()  # before autostart: guests need their networks
     for name, e in list(svc.entries.items()):
         if e.autostart and not e.active:
             svc.background(_autostart(svc, name))
@@ -80,6 +83,10 @@ async def _reconcile_one(
     if alive and entry is not None:
         await svc.adopt(entry, record)
         log.info("re-attached to %s (pid %d)", name, record.pid)
+        if record.migration:  # a migration was in flight: one side keeps the guest
+            from virtkit.daemon.migrate_recover import recover
+
+            svc.background(recover(svc, entry))
         return
     if alive and entry is None:
         # A running QEMU whose definition is gone: keep it running, but we cannot manage it
@@ -94,6 +101,10 @@ async def _reconcile_one(
         entry = Entry(dom, persistent=False)  # a transient domain: it lives while it runs
         svc.entries[name] = entry
         await svc.adopt(entry, record)
+        if record.migration:
+            from virtkit.daemon.migrate_recover import recover
+
+            svc.background(recover(svc, entry))
         return
     svc.store.drop_runtime(name, State.SHUTOFF, Reason.CRASHED)
     svc.bus.publish(name, "crashed", "QEMU exited while the daemon was not running")

@@ -20,14 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from virtkit.daemon.accel import AccelResolver
+from virtkit.daemon.autorestart import RestartPolicy
+from virtkit.daemon.confinement import Confiner
 from virtkit.daemon.events import EventBus
+from virtkit.daemon.hoststart import host_checks, release_managed, with_pins
 from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.roles import check_domain, taint_reasons
 from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_from_text, domain_to_mapping
 from virtkit.fsutil import atomic_write_bytes
-from virtkit.model.domain import Disk, DiskDevice, DiskFormat, Domain, normalize
+from virtkit.host.bootfiles import check_pvh_kernel
+from virtkit.host.facts import HOST, HostRoot
+from virtkit.host.facts import tsc_khz as _tsc_khz
+from virtkit.host.pci import Writer, sysfs_write
+from virtkit.model.domain import Action, Disk, DiskDevice, DiskFormat, Domain, normalize
+from virtkit.model.profile import is_microvm
 from virtkit.model.state import ACTIVE_STATES, Reason, State
 from virtkit.network import taps
 from virtkit.paths import Paths
@@ -98,13 +107,18 @@ class Service:
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
         new_mac: Callable[[], str] = random_mac,
         settings: Settings | None = None,
+        host: HostRoot | None = None,
     ) -> None:
         self.paths = paths
         self.settings = settings or Settings()
+        self.host = host or HOST  # where /sys, /proc and /dev are (tests: a fake tree)
+        self.sysfs_write: Writer = sysfs_write  # PCI bind/unbind (tests: a fake kernel)
         self.store = Store(paths.db)
         self.locks = OpLocks(self.settings.lock_wait_s)
         self.bus = EventBus(self.store)
         self.accel = AccelResolver(paths)
+        self.confiner = Confiner(paths, self.settings)
+        self.restarts = RestartPolicy()
         self.new_uuid = new_uuid
         self.new_mac = new_mac
         self.entries: dict[str, Entry] = {}
@@ -162,11 +176,18 @@ class Service:
         self.store.drop_runtime(sup.name, State.SHUTOFF, reason)
         with contextlib.suppress(OSError):
             shutil.rmtree(sup.record.run_dir)
+        self.confiner.release(sup.record.cgroup)
         with contextlib.suppress(VirtkitError):
             booted = domain_from_mapping(sup.record.domain, "runtime record")
             asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, booted)
+            release_managed(self, booted)  # managed PCI devices back to their host drivers
         kind = "crashed" if reason is Reason.CRASHED else "stopped"
         self.bus.publish(sup.name, kind, str(reason))
+        e.extra.pop("tainted", None)  # a raw monitor command taints that QEMU only
+        if reason is Reason.CRASHED and e.persistent and e.domain.on_crash is Action.RESTART:
+            from virtkit.daemon.autorestart import after_crash
+
+            after_crash(self, sup.name)  # with back-off; gives up after N crashes a minute
         after, e.after_install = e.after_install, None
         if after is not None:
             self.bus.publish(sup.name, "install-finished", f"installer ended ({reason})")
@@ -259,6 +280,8 @@ class Service:
                 missing.append(f"{kind} {d.path}")
         if dom.emulator and not os.access(dom.emulator, os.X_OK):
             missing.append(f"emulator {dom.emulator}")
+        if is_microvm(dom) and dom.boot.kernel and os.path.isfile(dom.boot.kernel):
+            check_pvh_kernel(dom.boot.kernel)
         if missing:
             raise ConfigError(
                 f"domain {dom.name!r} refers to files that do not exist: {', '.join(missing)}; "
@@ -275,6 +298,7 @@ class Service:
             dom = domain_from_text(text, source)
         else:
             dom = domain_from_mapping(config or {}, source)
+        check_domain(dom, [*self.pool_targets(), self.paths.state_dir / "images"])
         self._check_files(dom)
         existing = self.entries.get(dom.name)
         if existing is not None:
@@ -345,7 +369,8 @@ class Service:
             return await self._start_locked(name, paused, boot)
 
     async def _start_locked(self, name: str, paused: bool, boot: Domain | None,
-                            incoming_fd: int | None = None) -> Entry:  # fmt: skip
+                            incoming_fd: int | None = None,
+                            incoming_defer: bool = False) -> Entry:  # fmt: skip
         e = self.entry(name)
         if e.active:
             raise StateError(
@@ -355,7 +380,11 @@ class Service:
         dom = boot or e.domain
         self._check_files(dom)
         self._check_disk_users(name, dom)
-        taps.check_bridges(dom)
+        from virtkit.daemon.networks import bridges_for
+
+        nets = await bridges_for(self, dom)  # managed networks: name -> bridge
+        taps.check_bridges(dom, nets)
+        host_checks(self, name, dom)  # overcommit, NUMA nodes, pinning, vfio groups
         await asyncio.get_running_loop().run_in_executor(None, self._check_chains, dom)
         caps = await self.caps_for(dom)
         accel, note = await self.accel.resolve(dom.accel, caps)
@@ -369,12 +398,18 @@ class Service:
             console_log=str(self.paths.log_dir / f"{name}.console.log"),
             firmware_code=code, nvram=nvram,
         )  # fmt: skip
-        argv = build_argv(dom, caps, rp, accel, incoming_fd)
+        argv = build_argv(dom, caps, rp, accel, incoming_fd, incoming_defer,
+                          tsc_khz=_tsc_khz(self.host) if is_microvm(dom) else None)  # fmt: skip
+        pools = [*self.pool_targets(), self.paths.state_dir / "images"]
+        conf = await asyncio.get_running_loop().run_in_executor(
+            None, self.confiner.prepare, dom, run_dir, rp, accel.value, pools
+        )
         record = RuntimeRecord(
             name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
             argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
             console_log=rp.console_log, run_dir=str(run_dir), accel=accel.value,
             accel_note=note, started_at=time.time(), domain=domain_to_mapping(dom),
+            qemu_uid=conf.uid, cgroup=conf.cgroup, confinement_note=conf.note,
         )  # fmt: skip
         # Write the record before spawning: a daemon killed mid-start finds it on restart
         # and rolls the half-started QEMU back (pid 0 = "starting").
@@ -382,14 +417,19 @@ class Service:
         log_path = str(self.paths.log_dir / f"{name}.log")
         try:
             # pyroute2 runs its own event loop: keep it off ours
-            await asyncio.get_running_loop().run_in_executor(None, taps.create_taps, dom)
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: taps.create_taps(dom, nets, owner=conf.uid)
+            )
             sup = await Supervisor.launch(
                 record, log_path, self.hooks, self.policy(dom), paused=paused,
-                timeout_s=self.settings.launch_timeout_s, setup=_setup_for(dom),
+                timeout_s=self.settings.launch_timeout_s,
+                setup=None if incoming_defer else with_pins(dom, _setup_for(dom)),  # see migrate
                 pass_fds=() if incoming_fd is None else (incoming_fd,),
-                incoming=incoming_fd is not None,
+                incoming=incoming_fd is not None, wrapper=conf.wrapper,
             )  # fmt: skip
         except BaseException:
+            self.confiner.release(conf.cgroup)
+            release_managed(self, dom)
             await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, dom)
             self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
             e.state, e.reason = State.SHUTOFF, Reason.FAILED
@@ -400,6 +440,7 @@ class Service:
         e.state, e.reason = sup.state, sup.reason
         self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
         how = "restored" if incoming_fd is not None else "booted"
+        how = "waiting for a migration" if incoming_defer else how
         self.bus.publish(name, "started", f"{how} (accel {accel.value})")
         if not sup.alive:  # exited between launch and registration
             self._on_exit(sup, await sup.wait_exit())
@@ -480,8 +521,9 @@ class Service:
 
     async def destroy(self, name: str, graceful: bool = False) -> Entry:
         async with self.locks.hold(name, "destroy"):
+            e = self.entry(name)
             await self._running(name, "destroy").destroy(graceful)
-        return self.entry(name)
+        return e  # a transient domain is gone from the entries now
 
     async def destroy_locked(self, name: str) -> None:
         """Destroy from inside an operation that already holds the domain's lock."""
@@ -555,6 +597,10 @@ class Service:
         from virtkit.daemon.saverestore import managed_save_path
 
         d["managed_save"] = managed_save_path(self, dom).exists()
+        if rec is not None and rec.qemu_uid is not None:
+            d.update(confined=self.settings.qemu_user, cgroup=rec.cgroup,
+                     confinement_note=rec.confinement_note)  # fmt: skip
+        d["tainted"] = sorted(set(e.extra.get("tainted", [])) | taint_reasons(dom))
         return d
 
     def list(self, all_: bool) -> list[dict[str, Any]]:
@@ -563,7 +609,10 @@ class Service:
         return out
 
     def config(self, name: str) -> dict[str, Any]:
-        return domain_to_mapping(self.entry(name).domain)
+        """The definition as exported (dumpconfig): secrets left out."""
+        from virtkit.formats.redact import public_mapping
+
+        return public_mapping(self.entry(name).domain)
 
     # -- console -----------------------------------------------------------------------------
 
@@ -607,14 +656,18 @@ class Service:
         e.state, e.reason = sup.state, sup.reason
 
     def kill_half_started(self, record: RuntimeRecord) -> bool:
-        """A start interrupted by a daemon crash: kill its QEMU if one came up."""
-        pid = read_pidfile(record.pidfile)
-        if pid is None:
-            return False
-        st = proc.start_time(pid)
-        if st is not None and proc.is_same_process(pid, st, record.qmp):
-            import signal
+        """A start interrupted by a daemon crash: kill its QEMU if one came up.
 
-            proc.kill(pid, signal.SIGKILL)
-            return True
-        return False
+        QEMU may not have written its pidfile yet: every process whose command line
+        holds this start's QMP socket path (unique per domain) is that QEMU.
+        """
+        import signal
+
+        pids = set(proc.pids_with_marker(record.qmp))
+        pid = read_pidfile(record.pidfile)
+        st = proc.start_time(pid) if pid is not None else None
+        if pid is not None and st is not None and proc.is_same_process(pid, st, record.qmp):
+            pids.add(pid)
+        for p in pids:
+            proc.kill(p, signal.SIGKILL)
+        return bool(pids)

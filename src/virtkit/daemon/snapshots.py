@@ -245,6 +245,7 @@ async def _external(svc: Service, e: Entry, name: str) -> list[dict[str, str]]:
             raise ConfigError(f"{overlay} already exists; pick another snapshot name")
         await _img("create", "-q", "-f", "qcow2", "-b", base, "-F", fmt, overlay)
         if mon is not None:
+            await svc.confiner.expose(overlay, write=True)
             node = f"snap-{d.target}-{int(time.time() * 1000) % 10**9}"
             await mon.execute("blockdev-add", {
                 "driver": "qcow2", "node-name": node, "backing": None,
@@ -339,6 +340,7 @@ async def _merge_back(svc: Service, e: Entry, snap: Snapshot) -> None:
         mon = _monitor(e)
         nodes = await _top_nodes(mon)
         for target in by_target:
+            await svc.confiner.expose(by_target[target]["base"], write=True)  # reopened rw
             job = f"commit-{target}-{int(time.time() * 1000)}"
             await mon.execute("block-commit", {"job-id": job, "device": nodes[target]})
             await _job(mon, job)

@@ -92,6 +92,12 @@ class Store:
             raise _host(exc) from None
         try:
             yield self.db
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise  # the caller's to explain (a duplicate name or uuid)
+            raise _host(exc) from None  # disk full, read-only file system, I/O error
         except BaseException:
             self.db.execute("ROLLBACK")
             raise

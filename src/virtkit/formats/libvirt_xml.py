@@ -32,7 +32,7 @@ resource/partition, seclabel type=none                 ignored
 on_poweroff, on_reboot, on_crash                       mapped (destroy/restart/preserve)
 devices/emulator                                       emulator
 disk type=file device=disk|cdrom                       disks (bus ide is taken as sata)
-interface type=user|bridge|network                     nics
+interface type=user|bridge|network                     nics (user: portForward = hostfwd)
 serial/console type=pty (target serial)                serial = True
 graphics type=vnc                                      graphics (listen, port, passwd)
 video model none|vga                                   ignored (VGA comes with VNC)
@@ -51,6 +51,7 @@ import xml.etree.ElementTree as ET
 from virtkit.formats import osinfo
 from virtkit.formats.libvirt_xml_node import LIBOSINFO_NS, VIRTKIT_NS
 from virtkit.formats.libvirt_xml_read import read_domain
+from virtkit.formats.libvirt_xml_tune import write_hostdevs, write_numa, write_tuning
 from virtkit.model.domain import Accel, Domain, GraphicsType, NicType, disk_targets
 
 __all__ = ["LIBOSINFO_NS", "VIRTKIT_NS", "domain_from_xml", "domain_to_xml"]
@@ -88,7 +89,7 @@ def _metadata(root: ET.Element, dom: Domain) -> None:
 
 def _cpu(root: ET.Element, dom: Domain) -> None:
     model = dom.cpu_model
-    if model == "auto" and dom.topology is None:
+    if model == "auto" and dom.topology is None and dom.numa is None:
         return
     cpu = _sub(root, "cpu")
     if model in ("host", "host-passthrough"):
@@ -108,6 +109,7 @@ def _cpu(root: ET.Element, dom: Domain) -> None:
             cores=str(t.cores),
             threads=str(t.threads),
         )
+    write_numa(cpu, dom)
 
 
 def _os(root: ET.Element, dom: Domain) -> None:
@@ -146,6 +148,11 @@ def _devices(root: ET.Element, dom: Domain) -> None:
         if nic.type is not NicType.USER and nic.source:
             _sub(el, "source", **{nic.type.value: nic.source})
         _sub(el, "model", type=nic.model.value)
+        for rule in nic.hostfwd:  # proto:hostaddr:hostport-guestaddr:guestport
+            proto, haddr, rest = rule.split(":", 2)
+            hport, _, guest = rest.partition("-")  # libvirt has no guest address: dropped
+            pf = _sub(el, "portForward", proto=proto, **({"address": haddr} if haddr else {}))
+            _sub(pf, "range", start=hport, to=guest.rpartition(":")[2])
     if dom.serial:
         serial = _sub(devs, "serial", type="pty")
         serial_target = _sub(serial, "target", type="isa-serial", port="0")
@@ -157,10 +164,15 @@ def _devices(root: ET.Element, dom: Domain) -> None:
         port = (
             {"port": str(g.port), "autoport": "no"} if g.port else {"port": "-1", "autoport": "yes"}
         )
-        el = _sub(devs, "graphics", type="vnc", **port, listen=g.listen)
-        _sub(el, "listen", type="address", address=g.listen)
+        if g.listen == "socket":  # a Unix socket the daemon picks (libvirt: listen type=socket)
+            el = _sub(devs, "graphics", type="vnc", **port)
+            _sub(el, "listen", type="socket")
+        else:
+            el = _sub(devs, "graphics", type="vnc", **port, listen=g.listen)
+            _sub(el, "listen", type="address", address=g.listen)
         video = _sub(devs, "video")
         _sub(video, "model", type="vga")
+    write_hostdevs(devs, dom)
     _sub(devs, "memballoon", model="virtio")
     rng = _sub(devs, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
@@ -191,6 +203,7 @@ def domain_to_xml(dom: Domain) -> str:
     vcpu = _sub(root, "vcpu", str(dom.effective_max_vcpus), placement="static")
     if dom.max_vcpus is not None and dom.max_vcpus != dom.vcpus:
         vcpu.set("current", str(dom.vcpus))
+    write_tuning(root, dom)
     _os(root, dom)
     features = _sub(root, "features")
     _sub(features, "acpi")

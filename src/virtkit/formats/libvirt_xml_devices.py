@@ -6,6 +6,7 @@ from typing import Any
 
 from virtkit.errors import ConfigError
 from virtkit.formats.libvirt_xml_node import DEVICE_NOISE, Node, to_int, unsupported
+from virtkit.formats.libvirt_xml_tune import read_hostdev
 
 _BUS_BY_PREFIX = {"vd": "virtio", "sd": "scsi", "hd": "sata"}
 _HANDLED = (
@@ -77,7 +78,23 @@ def _interface(node: Node) -> dict[str, Any]:
             source.ignore_attrs("portid", "bridge")  # live state
     if (model := node.child("model")) is not None:
         nic["model"] = model.only("type", "virtio", "e1000", "e1000e", "rtl8139")
+    if kind == "user":
+        node.ignore("backend")  # passt or slirp: the port forwards below work the same
+        rules = [_port_forward(pf) for pf in node.children("portForward")]
+        if rules:
+            nic["hostfwd"] = [r for group in rules for r in group]
     return nic
+
+
+def _port_forward(pf: Node) -> list[str]:
+    """<portForward proto= address=><range start= [to=]/></portForward> -> hostfwd rules."""
+    proto = pf.only("proto", "tcp", "udp", default="tcp")
+    addr = pf.attr("address") or ""
+    out = []
+    for rng in pf.children("range"):
+        start = rng.need("start")
+        out.append(f"{proto}:{addr}:{start}-:{rng.attr('to') or start}")
+    return out
 
 
 def _pty(node: Node, target_types: tuple[str, ...]) -> None:
@@ -105,8 +122,9 @@ def _graphics(node: Node) -> dict[str, Any]:
         g["port"] = to_int(node, port, "@port")
     listens = {a for a in [node.attr("listen")] if a}
     for listen in node.children("listen"):
-        listen.only("type", "address")
-        if (address := listen.attr("address")) is not None:
+        if listen.only("type", "address", "socket") == "socket":
+            listens.add("socket")  # our own socket path: a given socket= is not honoured
+        elif (address := listen.attr("address")) is not None:
             listens.add(address)
     if len(listens) > 1:
         raise ConfigError(
@@ -163,6 +181,8 @@ def devices(root: Node, out: dict[str, Any]) -> None:
         out["emulator"] = emulator.text()
     out["disks"] = [_disk(n) for n in devs.children("disk")]
     out["nics"] = [_interface(n) for n in devs.children("interface")]
+    if hostdevs := [read_hostdev(n) for n in devs.children("hostdev")]:
+        out["hostdevs"] = hostdevs
     serials = devs.children("serial")
     consoles = devs.children("console")
     if len(serials) > 1 or len(consoles) > 1:

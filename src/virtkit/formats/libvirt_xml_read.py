@@ -19,6 +19,7 @@ from virtkit.formats.libvirt_xml_node import (
     to_int,
     unsupported,
 )
+from virtkit.formats.libvirt_xml_tune import read_numa, read_tuning
 from virtkit.model.domain import Domain
 
 
@@ -92,6 +93,7 @@ def _cpu(root: Node, out: dict[str, Any]) -> None:
         out["topology"] = {
             k: to_int(top, top.need(k), f"@{k}") for k in ("sockets", "cores", "threads")
         }
+    read_numa(cpu, out)
     cpu.done()
 
 
@@ -171,6 +173,7 @@ def read_domain(text: str) -> Domain:
     _metadata(root, out)
     _memory_vcpu(root, out)
     _cpu(root, out)
+    read_tuning(root, out)
     os_and_features(root, out)
     for tag in ("on_poweroff", "on_reboot", "on_crash"):
         if (el := root.child(tag)) is not None:

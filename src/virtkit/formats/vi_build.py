@@ -15,6 +15,7 @@ from virtkit.formats.domfile import describe_validation
 from virtkit.formats.osinfo import OsInfo, lookup
 from virtkit.formats.vi_devices import GIB, default_nic
 from virtkit.formats.vi_draft import DiskDraft, Draft
+from virtkit.formats.vi_host import host_fields
 from virtkit.model.domain import (
     Boot,
     Disk,
@@ -278,6 +279,7 @@ def build(d: Draft) -> InstallSpec:
                     "source": n.source,
                     "mac": n.mac,
                     "model": n.model or defaults.nic_model,
+                    "hostfwd": n.hostfwd,
                 },
             )
             for n in nics
@@ -288,6 +290,7 @@ def build(d: Draft) -> InstallSpec:
         fields["accel"] = d.accel
     if d.cpu_model is not None:
         fields["cpu_model"] = d.cpu_model
+    fields.update(host_fields(d))  # --cpu cellN.*, --hostdev (vi_host.py)
     domain = _valid(Domain, "virt-install options", fields)
     return _valid(
         InstallSpec,

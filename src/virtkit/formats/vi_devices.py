@@ -5,7 +5,7 @@ from __future__ import annotations
 from virtkit.errors import ConfigError
 from virtkit.formats.vi_draft import DiskDraft, Draft, GraphicsDraft, NicDraft
 from virtkit.formats.vi_guest import abs_path
-from virtkit.formats.vi_optstr import check_choice, parse, to_float, to_int
+from virtkit.formats.vi_optstr import SubOpts, check_choice, parse, to_float, to_int
 from virtkit.model.domain import (
     MAC_RE,
     CacheMode,
@@ -109,7 +109,8 @@ def parse_disk(d: Draft, text: str) -> None:
     d.disks.append(disk)
 
 
-NIC_KEYS = ("type", "source", "bridge", "network", "model", "model.type", "mac", "mac.address")
+NIC_KEYS = ("type", "source", "bridge", "network", "model", "model.type", "mac", "mac.address",
+            "hostfwd")  # fmt: skip
 
 
 def parse_network(d: Draft, text: str) -> None:
@@ -121,6 +122,7 @@ def parse_network(d: Draft, text: str) -> None:
     net = o.get("network")
     model = o.get("model", "model.type")
     mac = o.get("mac", "mac.address")
+    hostfwd = _hostfwds(o)
     o.finish()
     if kind is not None and ":" in kind:  # old syntax: bridge:br0, network:default
         kind, _, source = kind.partition(":")
@@ -136,8 +138,9 @@ def parse_network(d: Draft, text: str) -> None:
     if kind is None:
         raise ConfigError(f"{option}: give bridge=NAME, network=NAME, user or none")
     kind = check_choice(option, "type", kind, ("bridge", "network", "user", "default"))
-    if kind == "default":
-        nic = NicDraft(type=NicType.USER) if d.unprivileged else _default_nic(d)
+    if kind == "default":  # virt-install: the managed 'default' network (system mode)
+        nic = (NicDraft(type=NicType.USER) if d.unprivileged
+               else NicDraft(type=NicType.NETWORK, source="default"))  # fmt: skip
     elif kind == "user":
         if source:
             raise ConfigError(f"{option}: a user-mode interface takes no source")
@@ -163,13 +166,33 @@ def parse_network(d: Draft, text: str) -> None:
         if int(low[:2], 16) & 1:
             raise ConfigError(f"{option}: mac={mac!r} is multicast; the first octet must be even")
         nic.mac = low
+    if hostfwd:
+        if nic.type is not NicType.USER:
+            raise ConfigError(f"{option}: hostfwd= is for user-mode networking (--network user)")
+        nic.hostfwd = hostfwd
     d.nics.append(nic)
+
+
+def _hostfwds(o: SubOpts) -> list[str]:
+    """Every ``hostfwd=tcp::HOSTPORT-:GUESTPORT`` item (the key may repeat)."""
+    from virtkit.model.portfwd import parse_hostfwd
+
+    out = []
+    for i, (k, v) in enumerate(o.items):
+        if k != "hostfwd":
+            continue
+        o.used.add(i)
+        try:
+            out.append(parse_hostfwd(v or ""))
+        except ValueError as exc:
+            raise ConfigError(f"--network: {exc}") from None
+    return out
 
 
 def _default_nic(d: Draft, said: str = "--network default") -> NicDraft:
     d.warnings.append(
-        f"{said}: virtkit has no managed 'default' network yet; using user-mode "
-        "networking (give --network bridge=NAME to join a host bridge)"
+        f"{said}: using user-mode networking (give --network network=default for the "
+        "managed NAT network, or --network bridge=NAME to join a host bridge)"
     )
     return NicDraft(type=NicType.USER)
 
@@ -198,8 +221,8 @@ def parse_graphics(d: Draft, text: str) -> None:
         d.graphics = g
         return
     if (v := o.get("listen")) is not None:
-        if v in ("none", "socket"):
-            raise ConfigError(f"{option}: listen={v} is not supported; give an address")
+        if v == "none":
+            raise ConfigError(f"{option}: listen=none is not supported; give an address or socket")
         g.listen = v
     if (v := o.get("port")) is not None and v not in ("-1", "auto"):
         g.port = to_int(option, "port", v, low=5900, high=65535)

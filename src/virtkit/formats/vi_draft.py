@@ -8,6 +8,7 @@ two-pass approach) and builds the frozen model objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from virtkit.formats.osinfo import OsInfo
 from virtkit.model.domain import (
@@ -44,6 +45,7 @@ class NicDraft:
     source: str | None = None
     model: NicModel | None = None
     mac: str | None = None
+    hostfwd: list[str] = field(default_factory=list)  # user mode: hostfwd=tcp::2222-:22
 
 
 @dataclass
@@ -105,3 +107,6 @@ class Draft:
     wait_minutes: float | None = None
     dry_run: bool = False
     print_xml: bool = False
+    numa_cells: list[tuple[str, int]] = field(default_factory=list)  # --cpu cellN: (cpus, KiB)
+    hostdevs: list[str] = field(default_factory=list)  # --hostdev: PCI addresses
+    tune: dict[str, Any] = field(default_factory=dict)  # --numatune/--cputune/--memorybacking

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from virtkit.errors import ConfigError
 from virtkit.formats import osinfo
 from virtkit.formats.vi_draft import Draft
+from virtkit.formats.vi_host import take_cells
 from virtkit.formats.vi_optstr import parse, to_float, to_int
 from virtkit.model.domain import MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB, Accel
 from virtkit.model.install import CloudInit
@@ -79,9 +80,9 @@ _HOST_CPU = ("host", "host-passthrough", "host-model", "host-copy", "maximum", "
 
 def parse_cpu(d: Draft, text: str) -> None:
     option = "--cpu"
-    o = parse(option, text, valid=("model", "mode"), first=("model",))
-    if any(re.match(r"^(numa\.)?cell\d*\.", k) for k in o.names()):
-        raise ConfigError(f"{option}: NUMA cells are not supported yet; remove the cellN.* keys")
+    o = parse(option, text, valid=("model", "mode", "cellN.memory", "cellN.cpus"),
+              first=("model",))  # fmt: skip
+    take_cells(o, d)  # vi_host.py
     for k in o.names():
         if k[:1] in "+-" or k in ("require", "disable", "force", "forbid", "optional"):
             raise ConfigError(
@@ -99,6 +100,8 @@ def parse_cpu(d: Draft, text: str) -> None:
             )
         if mode != "custom":
             model = mode
+    if model is None and d.numa_cells:
+        return
     if model is None:
         raise ConfigError(
             f"{option}: give a CPU model (host-passthrough or a name such as Skylake-Client)"
@@ -298,6 +301,15 @@ def parse_machine(d: Draft, text: str) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", text):
         raise ConfigError(f"--machine {text!r} is not a machine type name; use q35 or pc")
     d.machine = text
+
+
+def parse_boot_profile(d: Draft, text: str) -> None:
+    """virtkit's --boot-profile default|fast: fast is the microvm machine (model/profile.py)."""
+    from virtkit.model.profile import PROFILES
+
+    if text not in PROFILES:
+        raise ConfigError(f"--boot-profile {text!r} is unknown; use one of: {', '.join(PROFILES)}")
+    d.machine = PROFILES[text] or d.machine
 
 
 def parse_wait(d: Draft, text: str | None) -> None:

@@ -25,6 +25,12 @@ from virtkit.formats import vi_devices as dev
 from virtkit.formats import vi_guest as guest
 from virtkit.formats.vi_build import build
 from virtkit.formats.vi_draft import Draft, GraphicsDraft
+from virtkit.formats.vi_host import (
+    parse_cputune,
+    parse_hostdev,
+    parse_memorybacking,
+    parse_numatune,
+)
 from virtkit.model.domain import GraphicsType
 from virtkit.model.install import InstallSpec
 
@@ -50,6 +56,10 @@ _VALUE: list[tuple[tuple[str, ...], Handler, str]] = [
     (("--ram", "-r"), lambda d, v: _ram(d, v), "one"),
     (("--vcpus",), guest.parse_vcpus, "one"),
     (("--cpu",), guest.parse_cpu, "one"),
+    (("--hostdev", "--host-device"), parse_hostdev, "many"),
+    (("--numatune",), parse_numatune, "one"),
+    (("--cputune",), parse_cputune, "one"),
+    (("--memorybacking",), parse_memorybacking, "one"),
     (("--os-type",), lambda d, v: _deprecated(d, "--os-type", "use --os-variant"), "one"),
     (("--os-variant", "--osinfo"), guest.parse_os_variant, "one"),
     (("--location", "-l"), guest.parse_location, "one"),
@@ -69,6 +79,7 @@ _VALUE: list[tuple[tuple[str, ...], Handler, str]] = [
     (("--virt-type",), guest.parse_virt_type, "one"),
     (("--arch",), guest.parse_arch, "one"),
     (("--machine",), guest.parse_machine, "one"),
+    (("--boot-profile",), guest.parse_boot_profile, "one"),  # virtkit's own: fast = microvm
     (("--description",), lambda d, v: setattr(d, "description", v), "one"),
     (("--metadata",), guest.parse_metadata, "many"),
     (("--memballoon",), guest.parse_memballoon, "one"),
@@ -113,12 +124,9 @@ UNSUPPORTED = [
     "--clock",
     "--memtune",
     "--blkiotune",
-    "--memorybacking",
     "--pm",
     "--events",
     "--resource",
-    "--cputune",
-    "--numatune",
     "--iothreads",
     "--seclabel",
     "--security",
@@ -129,8 +137,6 @@ UNSUPPORTED = [
     "--input",
     "--sound",
     "--video",
-    "--hostdev",
-    "--host-device",
     "--parallel",
     "--channel",
     "--smartcard",

@@ -27,7 +27,8 @@ from virtkit.guests.cpio import write_gzip_cpio
 # crypto helpers come first so crc users find an accelerated or generic algorithm.
 MODULES = (
     *("crc32c_generic", "crct10dif_generic", "crc64_rocksoft_generic"),
-    *("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon"),
+    *("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "virtio_console"),
+    *("virtio_balloon",),  # virtio_mmio: the fast profile's microvm has no PCI bus
     *("virtio_rng", "virtio_scsi", "virtio_mem", "sd_mod", "sr_mod", "cdrom", "isofs"),
     *("evdev", "button", "failover", "net_failover", "9pnet_virtio", "9p", "e1000", "ext4"),
     *("ahci",),  # SATA CD-ROMs (install media, cloud-init seeds) on q35

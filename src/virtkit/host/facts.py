@@ -269,3 +269,25 @@ def gather(root: HostRoot) -> HostFacts:
         iommu=iommu(root),
         numa_nodes=numa_nodes(root),
     )
+
+
+def tsc_khz(root: HostRoot) -> int | None:
+    """The host's TSC frequency in kHz: sysfs where the kernel exports it, else the rated
+    speed in the model name (Intel's ``@ 2.70GHz``), else /proc/cpuinfo's ``cpu MHz``."""
+    text = root.read_text("/sys/devices/system/cpu/cpu0/tsc_freq_khz")
+    if text and text.strip().isdigit():
+        return int(text.strip())
+    info = cpu_info(root)
+    if "constant_tsc" not in info.flags and "tsc" not in info.flags:
+        return None
+    m = re.search(r"@\s*(\d+(?:\.\d+)?)\s*GHz", info.model_name)
+    if m:
+        return round(float(m.group(1)) * 1_000_000)
+    for line in (root.read_text("/proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "cpu MHz":
+            try:
+                return round(float(value) * 1000)
+            except ValueError:
+                return None
+    return None

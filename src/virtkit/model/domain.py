@@ -18,6 +18,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from virtkit.model.hostfeat import CpuTune, Hostdev, Numa, NumaTune, check_domain
+from virtkit.model.profile import check_microvm
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 MAX_MEMORY_MIB = 16 * 1024 * 1024  # 16 TiB: beyond any host QEMU runs on
@@ -184,6 +187,18 @@ class Nic(_Strict):
     source: str | None = Field(default=None, max_length=15)
     model: NicModel = NicModel.VIRTIO
     mac: str | None = None
+    hostfwd: list[str] = Field(default_factory=list, max_length=64)  # user mode: port forwards
+
+    @field_validator("hostfwd")
+    @classmethod
+    def _hostfwd(cls, v: list[str]) -> list[str]:
+        from virtkit.model.portfwd import parse_hostfwd
+
+        rules = [parse_hostfwd(r) for r in v]
+        keys = [r.split("-", 1)[0] for r in rules]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"a host port is forwarded twice (got {rules})")
+        return rules
 
     @field_validator("mac")
     @classmethod
@@ -203,12 +218,16 @@ class Nic(_Strict):
             raise ValueError(f"a {self.type} interface needs source: the {self.type} name")
         if self.type is NicType.USER and self.source:
             raise ValueError("a user-mode interface takes no source")
+        if self.hostfwd and self.type is not NicType.USER:
+            raise ValueError("hostfwd (port forwards) is for user-mode interfaces only")
         return self
 
 
 class Graphics(_Strict):
     type: GraphicsType = GraphicsType.NONE
     # An address or host name only: it is spliced into QEMU's -vnc option string.
+    # "socket": a Unix socket in the domain's run directory (virt-install's listen=socket),
+    # reachable only through the daemon's websocket proxy (virtkit viewer / the web UI).
     listen: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9_.:\[\]-]{1,255}$")
     port: int | None = Field(default=None, ge=5900, le=65535)
     password: str | None = Field(default=None, min_length=1, max_length=8, repr=False)
@@ -243,6 +262,22 @@ class Domain(_Strict):
     on_reboot: Action = Action.RESTART
     on_crash: Action = Action.DESTROY
     emulator: AbsPath | None = None
+    # host features (model/hostfeat.py): guest NUMA, host memory binding, pinning, KSM, PCI
+    numa: Numa | None = None
+    numatune: NumaTune | None = None
+    cputune: CpuTune | None = None
+    mem_merge: bool = True
+    hostdevs: list[Hostdev] = Field(default_factory=list, max_length=16)
+    # raw QEMU arguments appended to the command line: admin only, taints the domain
+    qemu_args: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("qemu_args")
+    @classmethod
+    def _qemu_args(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if "\0" in a or len(a) > 4096:
+                raise ValueError("a qemu_args entry holds a NUL byte or is over 4096 characters")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -289,6 +324,8 @@ class Domain(_Strict):
         macs = [n.mac for n in self.nics if n.mac]
         if len(macs) != len(set(macs)):
             raise ValueError(f"MAC addresses must be unique within a domain (got {macs})")
+        check_domain(self)
+        check_microvm(self)
         return self
 
     @property

@@ -27,6 +27,9 @@ from virtkit.model.domain import (
     NicModel,
     NicType,
 )
+from virtkit.model.profile import MICROVM, is_microvm
+from virtkit.qemu.argv_host import hostdev_args, machine_props, numa_args
+from virtkit.qemu.argv_micro import MACHINE_PROPS, kernel_cmdline, to_mmio
 from virtkit.qemu.caps import Caps
 
 HOTPLUG_PORTS = 4
@@ -82,7 +85,8 @@ def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
         raise ConfigError("cpu model 'host' needs KVM; use cpu_model: max (or auto) under TCG")
     elif cpu not in caps.cpu_models and cpu not in ("host", "max"):
         raise ConfigError(f"CPU model {cpu!r} is unknown to QEMU {caps.version}")
-    machine = opts(info.name, accel=accel.value)
+    micro = MACHINE_PROPS if info.name == MICROVM else {}
+    machine = opts(info.name, accel=accel.value, **micro, **machine_props(dom))
     smp = opts(str(dom.vcpus), maxcpus=dom.effective_max_vcpus)
     if dom.topology is not None:
         t = dom.topology
@@ -147,6 +151,8 @@ def _nic(dom: Domain, i: int, nic: Nic) -> list[str]:
     net_id = f"net{i}"
     if nic.type is NicType.USER:
         netdev = opts("user", id=net_id)
+        for rule in nic.hostfwd:  # checked by the model: tcp|udp:[addr]:port-[addr]:port
+            netdev += f",hostfwd={rule}"
     else:
         # network/taps.py creates the tap and enslaves it to the bridge before QEMU starts.
         netdev = opts("tap", id=net_id, ifname=tap_name(dom, i), script="no", downscript="no")
@@ -155,12 +161,15 @@ def _nic(dom: Domain, i: int, nic: Nic) -> list[str]:
 
 
 def build_argv(
-    dom: Domain, caps: Caps, paths: RunPaths, accel: Accel, incoming_fd: int | None = None
-) -> list[str]:
+    dom: Domain, caps: Caps, paths: RunPaths, accel: Accel, incoming_fd: int | None = None,
+    incoming_defer: bool = False, tsc_khz: int | None = None,
+) -> list[str]:  # fmt: skip
     """The complete QEMU command line for ``dom`` under ``accel`` (kvm or tcg).
 
     ``incoming_fd``: load the guest's state from this (inherited) file descriptor
-    instead of booting it (restore from a save file).
+    instead of booting it (restore from a save file). ``incoming_defer``: wait for a
+    live migration (``migrate-incoming`` over QMP says where to listen). ``tsc_khz``:
+    the host's TSC frequency (the fast profile passes it to a TCG guest, argv_micro.py).
     """
     if accel is Accel.AUTO:
         raise ValueError("build_argv needs a resolved accelerator (kvm or tcg)")
@@ -169,7 +178,7 @@ def build_argv(
         "-name", opts(f"guest={dom.name}", debug_threads=True),
         "-uuid", dom.uuid or "",
         "-nodefaults", "-no-user-config",
-        "-sandbox", SANDBOX,
+        *(["-sandbox", SANDBOX] if caps.sandbox else []),
         "-msg", "timestamp=on",
         "-S", "-no-shutdown",
         "-pidfile", paths.pidfile,
@@ -179,6 +188,7 @@ def build_argv(
         "-boot", "strict=on",
     ]  # fmt: skip
     argv += _machine(dom, caps, accel)
+    argv += numa_args(dom)
     if dom.boot.uefi:
         if not (paths.firmware_code and paths.nvram):
             raise ConfigError("UEFI boot needs OVMF: install the 'ovmf' package")
@@ -193,8 +203,11 @@ def build_argv(
         argv += ["-kernel", dom.boot.kernel]
         if dom.boot.initrd:
             argv += ["-initrd", dom.boot.initrd]
-        if dom.boot.cmdline:
-            argv += ["-append", dom.boot.cmdline]
+        cmdline = dom.boot.cmdline
+        if is_microvm(dom):
+            cmdline = kernel_cmdline(cmdline, accel, tsc_khz)
+        if cmdline:
+            argv += ["-append", cmdline]
     if dom.serial:
         argv += [
             "-chardev",
@@ -214,10 +227,13 @@ def build_argv(
         argv += args
     for i, nic in enumerate(dom.nics):
         argv += _nic(dom, i, nic)
+    argv += hostdev_args(dom)
     if dom.graphics.type is GraphicsType.VNC:
         port = dom.graphics.port
         display = f"{dom.graphics.listen}:{port - 5900}" if port else f"{dom.graphics.listen}:0"
         vnc = f"{display},to=99"
+        if dom.graphics.listen == "socket":  # beside the QMP socket: only the daemon's proxy
+            vnc = "unix:" + paths.qmp.rsplit("/", 1)[0] + "/vnc.sock"
         if dom.graphics.password:
             vnc += ",password=on"  # the secret itself goes over QMP, never on the command line
         argv += ["-vga", "std", "-display", "none", "-vnc", vnc]
@@ -231,6 +247,9 @@ def build_argv(
             argv += ["-device", opts("pcie-root-port", id=f"hp{i}", chassis=i + 1)]
     argv += ["-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"]
     argv += ["-device", "virtio-rng-pci,id=rng0"]
+    argv += dom.qemu_args  # raw passthrough (admin only; the domain shows as tainted)
     if incoming_fd is not None:
         argv += ["-incoming", f"fd:{incoming_fd}"]
-    return argv
+    elif incoming_defer:
+        argv += ["-incoming", "defer"]
+    return to_mmio(argv) if is_microvm(dom) else argv

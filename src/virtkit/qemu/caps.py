@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError, QMPClient
 
 from virtkit.errors import HostError, QmpError
 from virtkit.fsutil import atomic_write_text
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Caps:
     kvm_present: bool
     key: str = ""
     aliases: dict[str, str] = field(default_factory=dict)
+    sandbox: bool = True  # built with seccomp: -sandbox is accepted
 
     def resolve_machine(self, name: str) -> MachineInfo | None:
         real = self.aliases.get(name, name)
@@ -69,6 +70,7 @@ class Caps:
             kvm_present=bool(d["kvm_present"]),
             key=d.get("key", ""),
             aliases=dict(d.get("aliases", {})),
+            sandbox=bool(d.get("sandbox", True)),
         )
 
 
@@ -111,6 +113,11 @@ async def _query(binary: str, timeout_s: float) -> Caps:
         cpus: Any = await qmp.execute("query-cpu-definitions")
         types: Any = await qmp.execute("qom-list-types", {"abstract": False})
         kvm: Any = await qmp.execute("query-kvm")
+        try:
+            await qmp.execute("query-command-line-options", {"option": "sandbox"})
+            sandbox = True
+        except ExecuteError:  # "invalid option name": QEMU was built without seccomp
+            sandbox = False
         q = version["qemu"]
         minfo: dict[str, MachineInfo] = {}
         aliases: dict[str, str] = {}
@@ -129,6 +136,7 @@ async def _query(binary: str, timeout_s: float) -> Caps:
             kvm_present=bool(kvm["present"]),
             key=binary_key(binary),
             aliases=aliases,
+            sandbox=sandbox,
         )
     except Exception as exc:
         err = b""

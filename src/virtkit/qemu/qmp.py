@@ -71,7 +71,8 @@ class Monitor:
             raise QmpError(f"cannot connect to QEMU monitor {self.socket_path}: {exc}") from None
 
     async def close(self) -> None:
-        with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError):
+        # ValueError: the reader gave up on a line over READ_LIMIT_BYTES (a flooding peer)
+        with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError, ValueError):
             await asyncio.wait_for(self._client.disconnect(), 5)
 
     async def execute(

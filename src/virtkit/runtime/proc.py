@@ -42,6 +42,17 @@ def is_same_process(pid: int, start: int, marker: str, proc: Path = Path("/proc"
     return any(marker in arg for arg in cmdline(pid, proc))
 
 
+def pids_with_marker(marker: str, proc: Path = Path("/proc")) -> list[int]:
+    """Live processes with ``marker`` in their command line (a QEMU by its QMP path)."""
+    out = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or start_time(int(entry.name), proc) is None:
+            continue
+        if any(marker in arg for arg in cmdline(int(entry.name), proc)):
+            out.append(int(entry.name))
+    return out
+
+
 def kill(pid: int, sig: signal.Signals) -> bool:
     try:
         os.kill(pid, sig)

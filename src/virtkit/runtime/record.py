@@ -28,6 +28,12 @@ class RuntimeRecord:
     accel_note: str
     started_at: float
     domain: dict[str, Any] = field(default_factory=dict)
+    qemu_uid: int | None = None  # confined: the unprivileged user QEMU runs as
+    cgroup: str = ""  # confined: the domain's cgroup directory
+    confinement_note: str = ""  # what confinement could not do on this host
+    # an outgoing or incoming live migration in flight (daemon/migrate*.py): role, phase,
+    # peer URI; a restarted daemon uses it to leave the guest running on exactly one side
+    migration: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

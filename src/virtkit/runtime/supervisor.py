@@ -104,12 +104,13 @@ class Supervisor:
         cls, record: RuntimeRecord, log_path: str, hooks: Hooks, policy: Policy,
         pass_fds: tuple[int, ...] = (), timeout_s: float = LAUNCH_TIMEOUT_S,
         paused: bool = False, setup: Callable[[Monitor], Awaitable[None]] | None = None,
-        incoming: bool = False,
+        incoming: bool = False, wrapper: tuple[str, ...] = (),
     ) -> Supervisor:  # fmt: skip
         """Spawn QEMU from record.argv, attach QMP, and start the guest.
 
         ``incoming``: QEMU was started with ``-incoming``; wait until it has loaded
-        the guest's state before the setup steps and ``cont``.
+        the guest's state before the setup steps and ``cont``. ``wrapper``: a command
+        prefix that execs QEMU in place (confinement, see runtime/confine.py).
 
         Raises LaunchError (with exit code, argv and log tail) when QEMU exits or its
         monitor does not come up within timeout_s; nothing is left running then.
@@ -124,7 +125,7 @@ class Supervisor:
             log_start = log.tell()
             try:
                 popen = subprocess.Popen(
-                    record.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    [*wrapper, *record.argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                     start_new_session=True, close_fds=True, pass_fds=pass_fds,
                     env=clean_env(), cwd="/",
                 )  # fmt: skip
@@ -344,8 +345,17 @@ class Supervisor:
         elif name == "GUEST_PANICKED":
             self.hooks.event(self.name, "crashed", "guest panicked")
             self._spawn(self._after_guest_shutdown("guest-panic"))
-        elif name in ("DEVICE_DELETED", "BLOCK_IO_ERROR", "BALLOON_CHANGE"):
+        elif name == "DEVICE_DELETED":
+            self.hooks.event(self.name, "device-removed", str(ev.data))
+        elif name in ("BLOCK_IO_ERROR", "BALLOON_CHANGE"):
             self.hooks.event(self.name, name.lower(), str(ev.data))
+        elif name == "JOB_STATUS_CHANGE":
+            job = f"{ev.data.get('id', '')} {ev.data.get('status', '')}"
+            self.hooks.event(self.name, "job", job)
+        elif name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR", "BLOCK_JOB_CANCELLED"):
+            self.hooks.event(self.name, "block-job", f"{name[10:].lower()} {dict(ev.data)}")
+        elif name == "MIGRATION":
+            self.hooks.event(self.name, "migration", str(ev.data.get("status", "")))
 
     async def _after_guest_shutdown(self, why: str) -> None:
         """QEMU is stopped after a guest-side shutdown (-no-shutdown): decide what next."""

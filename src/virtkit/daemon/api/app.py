@@ -101,9 +101,24 @@ def create_app(svc: Service) -> FastAPI:
 
     app.include_router(snapshots_api.router(svc))
     app.include_router(hotplug_api.router(svc))
+    from virtkit.daemon.api import hostfeat as hostfeat_api
+
+    app.include_router(hostfeat_api.router(svc))  # nodeinfo, capabilities, KSM, nodedev, pinning
+    from virtkit.daemon.api import networks as networks_api
+
+    app.include_router(networks_api.router(svc))
+    from virtkit.daemon.api import migrate as migrate_api
+
+    app.include_router(migrate_api.router(svc))
+    from virtkit.daemon.api import monitor as monitor_api
+
+    app.include_router(monitor_api.router(svc))  # qemu-monitor-command (admin only)
     from virtkit.daemon.api import stats as stats_api
 
     stats_api.install(app, svc)  # /v1/stats, /metrics, request-latency histogram
+    from virtkit.daemon.api import web as web_api
+
+    web_api.install(app, svc)  # /ui pages + login, /v1/events/stream, VNC proxy, install argv
 
     @app.get("/v1/version", response_model=s.Version, tags=["host"])
     async def version() -> s.Version:
@@ -170,7 +185,9 @@ def create_app(svc: Service) -> FastAPI:
     @app.post("/v1/install", response_model=s.InstallResponse, tags=["lifecycle"])
     async def install(body: s.InstallRequest) -> dict[str, Any]:
         from virtkit.daemon.install import run_install
+        from virtkit.daemon.roles import check_install
 
+        check_install(svc, body.spec)  # remote callers: media and disks only in pools
         res = await run_install(svc, body.spec, dry_run=body.dry_run)
         return res.__dict__
 

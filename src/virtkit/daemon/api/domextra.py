@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from virtkit.daemon import blockops, clone, saverestore, undefine
 from virtkit.daemon.api import schemas as s
+from virtkit.daemon.roles import allowed_dirs, check_paths
 from virtkit.daemon.service import Service
 
 
@@ -21,6 +22,7 @@ def router(svc: Service) -> APIRouter:
     @r.post("/v1/domains/{name}/clone", response_model=s.CloneResult, status_code=201,
             tags=["domains"])  # fmt: skip
     async def clone_domain(name: str, body: s.CloneRequest) -> dict[str, Any]:
+        check_paths(body.files, allowed_dirs(svc))  # remote callers: only inside pools
         res = await clone.clone(svc, name, body.name, body.files, auto=body.auto_clone,
                                 linked=body.linked)  # fmt: skip
         return {"domain": svc.summary(svc.entry(res.name)), "disks": res.disks,
@@ -28,10 +30,12 @@ def router(svc: Service) -> APIRouter:
 
     @r.post("/v1/domains/{name}/save", response_model=s.SaveResult, tags=["lifecycle"])
     async def save(name: str, body: s.SaveRequest) -> dict[str, Any]:
+        check_paths([body.file], allowed_dirs(svc))
         return asdict(await saverestore.save(svc, name, Path(body.file), paused=body.paused))
 
     @r.post("/v1/restore", response_model=s.DomainSummary, tags=["lifecycle"])
     async def restore(body: s.RestoreRequest) -> dict[str, Any]:
+        check_paths([body.file], allowed_dirs(svc))
         return svc.summary(await saverestore.restore(svc, Path(body.file), body.paused))
 
     @r.post("/v1/domains/{name}/managedsave", response_model=s.SaveResult, tags=["lifecycle"])

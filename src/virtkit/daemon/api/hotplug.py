@@ -83,6 +83,7 @@ class VcpuInfo(BaseModel):
     state: str
     cpu_time_s: float
     thread_id: int
+    affinity: str = ""  # host CPUs the vCPU thread may run on (sched_getaffinity)
 
 
 class MemoryRequest(_Req):

@@ -63,6 +63,11 @@ class DomainInfo(DomainSummary):
     machine: str
     operation: str | None
     managed_save: bool = Field(False, description="a managed save image exists (start resumes)")
+    confined: str = Field("", description="the unprivileged user its QEMU runs as ('' = not)")
+    cgroup: str = Field("", description="the cgroup of its QEMU ('' = none)")
+    confinement_note: str = Field("", description="what confinement could not do on this host")
+    tainted: list[str] = Field(default_factory=list, description="why support is void: "
+                               "raw QEMU arguments, raw monitor commands")  # fmt: skip
 
 
 class EventOut(BaseModel):

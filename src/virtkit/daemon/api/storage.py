@@ -38,6 +38,10 @@ def router(svc: Service) -> APIRouter:
 
     @r.post("/v1/pools", response_model=s.PoolInfo, status_code=201, tags=["storage"])
     async def define_pool(body: s.PoolDefineRequest) -> dict[str, Any]:
+        from virtkit.daemon.roles import REMOTE, ROLE, require_admin
+
+        if ROLE.get() == REMOTE:  # a pool decides which host paths remote callers reach
+            require_admin("defining a storage pool")
         out: dict[str, Any] = m().define(body.name, body.type, body.target)
         return out
 
