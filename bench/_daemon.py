@@ -31,7 +31,8 @@ class BenchDaemon:
     def __enter__(self) -> BenchDaemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "virtkit.daemon", "--log-level", "WARNING"],
-            env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -57,6 +57,7 @@ class Libvirtd:
         if available():
             return self
         Path("/etc/libvirt/qemu/networks/autostart/default.xml").unlink(missing_ok=True)
+        kvm_group_access()
         Path("/run/libvirt").mkdir(parents=True, exist_ok=True)
         for daemon in ("virtlogd", "libvirtd"):  # both stay in the foreground: ours to stop
             exe = shutil.which(daemon) or f"/usr/sbin/{daemon}"
@@ -87,6 +88,24 @@ class Libvirtd:
                 p.kill()
 
 
+def kvm_group_access() -> None:
+    """/dev/kvm as Debian's udev rule leaves it (0660 root:kvm), where no udev ran.
+
+    libvirt checks that its QEMU user (libvirt-qemu, group kvm) can open /dev/kvm; on a
+    0600 node it finds "KVM not available now" and re-probes QEMU's capabilities on every
+    call (~50 s under TCG), which would make every libvirt number meaningless.
+    """
+    import grp
+
+    try:
+        st, gid = os.stat("/dev/kvm"), grp.getgrnam("kvm").gr_gid
+    except (OSError, KeyError):
+        return
+    if st.st_gid != gid or st.st_mode & 0o060 != 0o060:
+        os.chown("/dev/kvm", -1, gid)
+        os.chmod("/dev/kvm", (st.st_mode & 0o7777) | 0o060)
+
+
 def cleanup() -> None:
     """Destroy and undefine every benchmark domain libvirt knows."""
     names = virsh("list", "--all", "--name").stdout.split()
@@ -97,14 +116,10 @@ def cleanup() -> None:
 
 
 def batch(script: str) -> None:
-    """Run many virsh commands in one virsh process (one connection)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".virsh", delete=False) as f:
-        f.write(script)
-    try:
-        subprocess.run(["virsh", "-q", "-c", URI], stdin=open(f.name), capture_output=True,  # noqa: SIM115
-                       timeout=600, check=False)  # fmt: skip
-    finally:
-        os.unlink(f.name)
+    """Run many virsh commands (one per line) in one virsh process (one connection)."""
+    commands = "; ".join(line for line in script.splitlines() if line.strip())
+    subprocess.run(["virsh", "-q", "-c", URI, commands], capture_output=True, timeout=600,
+                   check=False)  # fmt: skip
 
 
 def boot_files(kernel: str, initrd: str) -> tuple[str, str]:

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             data[name] = res
             return res
 
+        step("warm_up", suite.warm_up, ms_)
         lc = step("lifecycle", suite.lifecycle, ms_, runs)
         cli = step("cli", suite.cli_scaling, ms_, [1, 100, 1000], runs)
         boot = step("boot", suite.boot_times, ms_, runs)

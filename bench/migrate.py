@@ -190,26 +190,42 @@ def col(samples: list[dict[str, float]], key: str) -> float:
     return med([s[key] for s in samples if key in s])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    ap.add_argument("--runs", type=int, default=4)
-    args = ap.parse_args(argv)
+def measure(runs: int) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     from virtkit.guests.tiny import ensure_tiny
 
     tiny = ensure_tiny()
     kernel, initrd = str(tiny.kernel), str(tiny.initrd)
-    data: dict[str, Any] = {"runs": args.runs, "cpus": os.cpu_count()}
+    data: dict[str, Any] = {"runs": runs, "cpus": os.cpu_count()}
     rows = []
     for load in ("idle", "dirtying"):
         dirty = load == "dirtying"
-        raw = raw_runs(kernel, initrd, args.runs, dirty)
-        vk = virtkit_runs(kernel, initrd, args.runs, dirty)
+        raw = raw_runs(kernel, initrd, runs, dirty)
+        vk = virtkit_runs(kernel, initrd, runs, dirty)
         data[load] = {"raw_qmp": raw, "virtkit": vk}
         overhead = col(vk, "end_to_end_ms") - col(raw, "end_to_end_ms")
         data[load]["virtkit_overhead_ms"] = round(overhead, 1)
         rows.append((load, col(raw, "end_to_end_ms"), col(raw, "qemu_total_ms"),
                      col(raw, "downtime_ms"), col(vk, "end_to_end_ms"), col(vk, "job_ms"),
                      col(vk, "downtime_ms"), overhead, col(vk, "memory_mib")))  # fmt: skip
+    return data, rows
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    """Headline numbers for bench/all.py (flat, in ms)."""
+    _, rows = measure(2 if quick else 4)
+    out: dict[str, float] = {}
+    for r in rows:
+        out |= {f"{r[0]} total (virtkit, ms)": r[4], f"{r[0]} downtime (virtkit, ms)": r[6],
+                f"{r[0]} total (raw QMP, ms)": r[1], f"{r[0]} downtime (raw QMP, ms)": r[3],
+                f"{r[0]} virtkit overhead (ms)": round(r[7], 1)}  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    ap.add_argument("--runs", type=int, default=4)
+    args = ap.parse_args(argv)
+    data, rows = measure(args.runs)
     print(f"\nLive migration of the tiny guest, 256 MiB, TCG, loopback (median of {args.runs};"
           f" {os.cpu_count()} CPUs)\n")  # fmt: skip
     print(

@@ -184,3 +184,13 @@ def concurrent_starts(managers: Sequence[Manager], count: int) -> dict[str, Samp
         out[m.label] = {"total": [total], "each": each}
         m.undefine_all()
     return out
+
+
+def warm_up(managers: Sequence[Manager]) -> None:
+    """One untimed define/start/destroy per manager: libvirt probes QEMU's capabilities
+    on first use (a minute under TCG), virtkit probes them once per QEMU binary."""
+    for m in managers:
+        m.define("warm")
+        m.cli("start", "warm")
+        m.cli("destroy", "warm")
+        m.undefine_all()

@@ -28,6 +28,23 @@ def _answers(path: Path) -> bool:
         s.close()
 
 
+def daemon_pids(run_dir: str) -> list[int]:
+    """virtkit daemons whose environment points at ``run_dir`` (auto-started ones too)."""
+    want = f"VIRTKIT_RUN_DIR={run_dir}".encode()
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            if b"virtkit.daemon" not in (p / "cmdline").read_bytes():
+                continue
+            if want in (p / "environ").read_bytes().split(b"\0"):
+                out.append(int(p.name))
+        except OSError:
+            continue
+    return out
+
+
 def qemu_pids(marker: str) -> list[int]:
     """PIDs of QEMU processes whose command line contains ``marker``."""
     out = []
@@ -150,6 +167,10 @@ class Daemon:
 
     def cleanup(self) -> None:
         self.stop()
+        # a CLI call that found no daemon (the test had killed it) starts one itself
+        for pid in daemon_pids(str(self.run_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for pid in qemu_pids(str(self.run_dir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

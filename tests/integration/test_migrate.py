@@ -6,6 +6,7 @@ destination daemon killed mid-way, leave the guest running on the source only.""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,10 +24,31 @@ pytestmark = pytest.mark.qemu
 COUNTER = "i=0; while true; do i=$((i+1)); echo CNT-$i-; sleep 1; done &"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pki() -> Iterator[Path]:
+    """A CA, the destination's server certificate and a client certificate for the source."""
+    base = Path(tempfile.mkdtemp(prefix="vkpki"))
+    for argv in (("init",), ("server", "--host", "127.0.0.1"),
+                 ("client", "--name", "source", "--out", str(base / "client"))):  # fmt: skip
+        cmd = [sys.executable, "-m", "virtkit.cli", "pki", argv[0], "--dir", str(base / "ca")]
+        r = subprocess.run([*cmd, *argv[1:]], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    yield base
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
 @pytest.fixture
-def dest() -> Iterator[Daemon]:
+def dest(pki: Path) -> Iterator[Daemon]:
+    """The destination daemon: its Unix socket, and a TLS listener on 127.0.0.1."""
     base = Path(tempfile.mkdtemp(prefix="vkd", dir="/tmp"))
     d = Daemon(base)
+    d.env.update(VIRTKIT_LISTEN_TLS=f"127.0.0.1:{free_port()}", VIRTKIT_TLS_DIR=str(pki / "ca"))
     d.start()
     try:
         yield d
@@ -67,11 +89,13 @@ def state(d: Daemon, name: str) -> str:
 
 
 def test_live_migration_counter_continues(daemon: Daemon, dest: Daemon, tiny: object,
-                                          tmp_path: Path) -> None:  # fmt: skip
+                                          tmp_path: Path, pki: Path) -> None:  # fmt: skip
     boot_counting(daemon, tiny, tmp_path, "mig")
     daemon.cli("migrate-setmaxdowntime", "mig", "250")
     assert daemon.cli("migrate-getmaxdowntime", "mig").stdout.strip() == "250"
-    r = daemon.cli("migrate", "mig", uri(dest), "--live", "--verbose")
+    # there over the destination's TLS listener (client certificate), back over its socket
+    tls = f"virtkit+tls://{dest.env['VIRTKIT_LISTEN_TLS']}/system?pki={pki / 'client'}"
+    r = daemon.cli("migrate", "mig", tls, "--live", "--verbose")
     assert "Domain 'mig' migrated to" in r.stdout and "Migration: [100 %]" in r.stderr
     assert state(daemon, "mig") == "shut off (migrated)"  # persistent here: still defined
     assert state(dest, "mig") == "running (migrated)"
@@ -98,10 +122,20 @@ def qcow2(tmp_path: Path, name: str) -> Path:
 def test_copy_storage_all_persistent_undefinesource(
     daemon: Daemon, dest: Daemon, tiny: object, tmp_path: Path
 ) -> None:
+    """Local disks copied (NBD + mirror), including a hot-plugged one; the destination
+    reproduces the hot-plugged disk, NIC, vCPU and DIMM (same slots, queues, ids)."""
     img = qcow2(tmp_path, "cs")
-    boot_counting(daemon, tiny, tmp_path, "cs", f"disks:\n  - path: {img}\n")
+    extra = f"vcpus: 1\nmax_vcpus: 2\nmax_memory_mib: 512\ndisks:\n  - path: {img}\n"
+    boot_counting(daemon, tiny, tmp_path, "cs", extra)
     console_roundtrip(daemon, "cs", "echo DISKMARK-42 | dd of=/dev/vda conv=fsync 2>/dev/null; "
                       "echo WROTE-OK", "WROTE-OK")  # fmt: skip
+    hot = qcow2(tmp_path, "hot")
+    daemon.cli("attach-disk", "cs", str(hot), "vdb", "--subdriver", "qcow2", "--live")
+    daemon.cli("attach-interface", "cs", "user", "--live")
+    daemon.cli("setvcpus", "cs", "2", "--live")
+    dimm = tmp_path / "dimm.yaml"
+    dimm.write_text("memory:\n  size_mib: 128\n")
+    daemon.cli("attach-device", "cs", str(dimm), "--live")
     r = daemon.cli("migrate", "cs", uri(dest), "--live", "--copy-storage-all", "--persistent",
                    "--undefinesource", "--auto-converge")  # fmt: skip
     assert "migrated" in r.stdout
@@ -112,6 +146,9 @@ def test_copy_storage_all_persistent_undefinesource(
     copied = dest.state_dir / "images" / "cs-vda.qcow2"
     assert str(copied) in dest.cli("dumpconfig", "cs").stdout  # --persistent, new path
     console_roundtrip(dest, "cs", "echo READ-$(head -c 11 /dev/vda)-END", "READ-DISKMARK-42-END")
+    assert (dest.state_dir / "images" / "cs-vdb.qcow2").exists()  # the hot-plugged one too
+    console_roundtrip(dest, "cs", "echo DEV-$(nproc)-$(ls /sys/block | grep -c ^vd)-"
+                      "$(ls /sys/class/net | grep -c ^eth)-END", "DEV-2-2-1-END")  # fmt: skip
     dest.cli("destroy", "cs")
     assert "cs" in dest.cli("list", "--all", "--name").stdout  # persistent over there
 
@@ -121,7 +158,8 @@ def test_failed_migrations_leave_the_guest_on_the_source(
 ) -> None:
     """Refused by the destination, aborted (domjobabort), the source daemon killed and
     restarted, the destination daemon killed and restarted: one guest, still running here."""
-    boot_counting(daemon, tiny, tmp_path, "ab")
+    img = qcow2(tmp_path, "ab")
+    boot_counting(daemon, tiny, tmp_path, "ab", f"disks:\n  - path: {img}\n")
     # refused: the destination has another domain of that name
     other = tmp_path / "other.yaml"
     other.write_text(tiny_yaml(tiny, "ab", extra="accel: tcg\n"))
@@ -130,12 +168,14 @@ def test_failed_migrations_leave_the_guest_on_the_source(
     assert r.returncode == 2 and "another domain named 'ab'" in r.stderr
     assert state(daemon, "ab") == "running (booted)"
     dest.cli("undefine", "ab")
-    # aborted mid-way
-    p = slow_migration(daemon, dest, "ab")
+    # aborted while RAM moves (the disk copy is in sync by then)
+    p = slow_migration(daemon, dest, "ab", "--copy-storage-all", phase="Memory total:     2")
     assert "ab" in dest.cli("list", "--name").stdout  # prepared over there, paused
+    assert (dest.state_dir / "images" / "ab-vda.qcow2").exists()
     daemon.cli("domjobabort", "ab")
     _, err = p.communicate(timeout=30)
     assert p.returncode == 4 and "cancelled" in err, err
+    assert not (dest.state_dir / "images" / "ab-vda.qcow2").exists()  # its copy is gone
     assert state(daemon, "ab").startswith("running")
     assert "ab" not in dest.cli("list", "--all", "--name").stdout
     assert not qemu_pids(str(dest.run_dir))
@@ -151,14 +191,15 @@ def still_counting(d: Daemon, name: str) -> None:
     d.wait_console(name, f"CNT-{n + 2}-", timeout=20)
 
 
-def slow_migration(daemon: Daemon, dest: Daemon, name: str) -> subprocess.Popen[str]:
+def slow_migration(daemon: Daemon, dest: Daemon, name: str, *flags: str,
+                   phase: str = "Data processed") -> subprocess.Popen[str]:  # fmt: skip
     """A migration throttled to 1 MiB/s (it cannot finish during the test), under way."""
     p = subprocess.Popen(
         [sys.executable, "-m", "virtkit.cli", "-c", uri(daemon), "migrate", name, uri(dest),
-         "--live", "--bandwidth", "1"], env=daemon.env, stdout=subprocess.DEVNULL,
+         "--live", "--bandwidth", "1", *flags], env=daemon.env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_phase(daemon, name, "Data processed")
+    wait_phase(daemon, name, phase)
     return p
 
 

@@ -165,9 +165,12 @@ def test_cdrom_install_then_boot_from_disk(iso: Path, tmp_path: Path) -> None:
     )
     try:
         took = None
-        while time.monotonic() - t0 < TIMEOUT and proc.poll() is None:
+        while time.monotonic() - t0 < TIMEOUT:
+            exited = proc.poll() is not None  # before the check: -no-reboot exits right after
             if _log_has(log, b"VIRTKIT-INSTALL-DONE"):
                 took = time.monotonic() - t0
+                break
+            if exited:
                 break
             time.sleep(0.2)
         console = log.read_text(errors="replace") if log.exists() else ""

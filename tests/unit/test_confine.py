@@ -117,3 +117,24 @@ def test_settings_confine_values() -> None:
     assert (s.confine, s.qemu_user) == ("off", "nobody")
     with pytest.raises(ConfigError, match="VIRTKIT_CONFINE"):
         Settings.from_env({"VIRTKIT_CONFINE": "maybe"})
+
+
+def test_sandbox_follows_the_capability_probe() -> None:
+    import dataclasses
+
+    from virtkit.formats.domfile import domain_from_mapping
+    from virtkit.model.domain import Accel
+    from virtkit.qemu.argv import SANDBOX, RunPaths, build_argv
+    from virtkit.qemu.caps import Caps, MachineInfo
+
+    caps = Caps("/usr/bin/qemu-system-x86_64", "7.2.0",
+                {"pc-q35-7.2": MachineInfo("pc-q35-7.2", "q35", 288)}, frozenset({"max"}),
+                frozenset(), False, aliases={"q35": "pc-q35-7.2"})  # fmt: skip
+    dom = domain_from_mapping({"name": "s", "uuid": "00000000-0000-4000-8000-000000000001"}, "t")
+    paths = RunPaths("/q", "/s", "/p", "/l")
+    argv = build_argv(dom, caps, paths, Accel.TCG)
+    assert argv[argv.index("-sandbox") + 1] == SANDBOX
+    assert SANDBOX == "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    no_seccomp = dataclasses.replace(caps, sandbox=False)
+    assert "-sandbox" not in build_argv(dom, no_seccomp, paths, Accel.TCG)
+    assert Caps.from_json(no_seccomp.to_json()).sandbox is False

@@ -18,6 +18,10 @@ def test_destination_uris() -> None:
         None, "host.example", 16600, "host.example",
     )  # fmt: skip
     assert parse_uri("virtkit+tcp://10.0.0.2/system").port == 16509
+    s = parse_uri("virtkit+tls://10.0.0.2:16600/system?pki=/etc/vk/pki")
+    assert (s.socket, s.port, s.tls_pki, s.migration_host) == (
+        None, 16600, "/etc/vk/pki", "10.0.0.2",
+    )  # fmt: skip
     for bad in ("qemu+ssh://h/system", "virtkit+tcp:///system", "virtkit+tcp://h/other"):
         with pytest.raises(ConfigError, match="URI"):
             parse_uri(bad)
@@ -59,3 +63,32 @@ def test_failed_job_keeps_the_error() -> None:
     assert v["type"] == "cancelled" and v["error"]["message"] == "cancelled by domjobabort"
     assert "Job type:         Cancelled" in render_job(v)
     assert render_job(None) == "Job type:         None\n"
+
+
+def test_layout_pins_devices_and_replugs_the_hot_plugged_ones() -> None:
+    from virtkit.qemu.layout import Dimm, Layout, apply_layout, hotplugged
+
+    argv = ["qemu", "-device", "virtio-blk-pci,drive=drive-vda,id=vda,serial=a,,b",
+            "-device", "virtio-blk-pci,drive=drive-vdb,id=vdb,bootindex=2",
+            "-device", "pcie-root-port,id=hp0,chassis=1", "-device", "isa-serial,id=serial0",
+            "-incoming", "defer"]  # fmt: skip
+    layout = Layout.from_mapping(Layout(
+        pci={"vda": {"bus": "pcie.0", "addr": "03.0", "num-queues": "1"},
+             "vdb": {"bus": "hp0", "addr": "00.0", "num-queues": "1", "vectors": "2"},
+             "hp0": {"bus": "pcie.0", "addr": "01.0"}},
+        dimms=[Dimm("dimm0", "mem-dimm0", 128 << 20, 1 << 32, 0)],
+    ).to_mapping())  # fmt: skip
+    cold, plugs = hotplugged(argv, layout)
+    assert plugs == [{"driver": "virtio-blk-pci", "drive": "drive-vdb", "id": "vdb",
+                      "bootindex": 2, "bus": "hp0", "addr": "00.0", "num-queues": 1,
+                      "vectors": 2}]  # fmt: skip
+    out = apply_layout(cold, layout)
+    assert out == [
+        "qemu", "-device",
+        "virtio-blk-pci,drive=drive-vda,id=vda,serial=a,,b,bus=pcie.0,addr=03.0,num-queues=1",
+        "-device", "pcie-root-port,id=hp0,chassis=1,bus=pcie.0,addr=01.0",
+        "-device", "isa-serial,id=serial0",
+        "-object", "memory-backend-ram,id=mem-dimm0,size=134217728",
+        "-device", "pc-dimm,id=dimm0,memdev=mem-dimm0,addr=4294967296,slot=0,node=0",
+        "-incoming", "defer",
+    ]  # fmt: skip

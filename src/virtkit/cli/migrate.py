@@ -25,7 +25,8 @@ VANISHED = (
     DOMAIN,
     a(
         "desturi",
-        help="the destination daemon: virtkit+tcp://HOST[:PORT]/system, or "
+        help="the destination daemon: virtkit+tls://HOST:PORT/system[?pki=DIR], "
+        "virtkit+tcp://HOST[:PORT]/system, or "
         "unix:///path/to/virtkitd.sock for another daemon on this host",
     ),
     a("--live", action="store_true", help="migrate while the guest runs (else it is paused)"),
@@ -85,8 +86,7 @@ def _follow(c: Any, name: str, verbose: bool) -> dict[str, Any]:
             try:
                 state = c.job(name)
             except KeyboardInterrupt:
-                warn("aborting the migration (Ctrl+C) ...")
-                c.job_abort(name)
+                _abort(c, name)
                 continue
             view = state["current"] or state["completed"]
             if view is None:
@@ -102,11 +102,17 @@ def _follow(c: Any, name: str, verbose: bool) -> dict[str, Any]:
             try:
                 time.sleep(POLL_S)
             except KeyboardInterrupt:
-                warn("aborting the migration (Ctrl+C) ...")
-                c.job_abort(name)
+                _abort(c, name)
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _abort(c: Any, name: str) -> None:
+    """Ctrl+C: cancel the job (virsh does the same); the loop then reports how it ended."""
+    warn("aborting the migration (Ctrl+C) ...")
+    c.close()  # the interrupted request may have left half an answer on the connection
+    c.job_abort(name)
 
 
 def progress_percent(view: dict[str, Any]) -> int:

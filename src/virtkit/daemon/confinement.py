@@ -27,6 +27,15 @@ from virtkit.paths import Paths
 from virtkit.qemu.argv import RunPaths
 from virtkit.runtime import access, cgroup, confine
 
+
+def scope_name(name: str, run_dir: Path) -> str:
+    """``NAME-HASH``: the daemon's run directory in the hash, so two daemons on one host
+    (a migration's source and destination run the same domain) never share a cgroup."""
+    import hashlib
+
+    return f"{name}-{hashlib.sha256(str(run_dir.parent).encode()).hexdigest()[:8]}"
+
+
 log = logging.getLogger("virtkit.daemon")
 
 
@@ -113,7 +122,7 @@ class Confiner:
             access.grant_device(tun, u.uid)
         if any(n.type is not NicType.USER for n in dom.nics) and os.path.exists("/dev/net/tun"):
             access.grant_device("/dev/net/tun", u.uid)  # QEMU attaches to its uid-owned taps
-        plan = cgroup.prepare(self._cgroup_root, dom.name,
+        plan = cgroup.prepare(self._cgroup_root, scope_name(dom.name, run_dir),
                               max(dom.memory_mib, dom.max_memory_mib or 0))  # fmt: skip
         if plan.note:
             log.warning("domain %s: %s", dom.name, plan.note)

@@ -24,12 +24,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from virtkit.daemon.install import RevertStack
+from virtkit.daemon.migrate_disks import complete_mirrors, copy_targets, mirror, sizes_of
 from virtkit.daemon.migrate_in import set_caps
 from virtkit.daemon.migrate_job import Job, JobType, current, jobs
+from virtkit.daemon.migrate_layout import describe
 from virtkit.daemon.peer import Peer
 from virtkit.errors import ConfigError, QmpError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
@@ -150,14 +152,14 @@ async def _migrate(svc: Service, name: str, opts: MigrateOptions, peer: Peer, jo
     revert.push("migration record", lambda: set_phase(svc, e, None, ""))
     revert.push("source guest", lambda: resume_if(sup, was_running))
     try:
-        from virtkit.daemon.migrate_disks import copy_targets, mirror, sizes_of
-
         targets = copy_targets(booted) if opts.copy_storage_all else []
-        spec = {"domain": live, "listen_host": peer.addr.migration_host,
+        layout = (await describe(mon)).to_mapping()
+        spec = {"domain": live, "listen_host": peer.addr.migration_host, "layout": layout,
                 "postcopy": opts.postcopy,
                 "copy_storage": await sizes_of(mon, targets)}  # fmt: skip
-        prep = await peer.prepare(spec)
+        # before the call: if its answer is lost, the destination is still told to clean up
         revert.push("destination", lambda: peer.abort(name))
+        prep = await peer.prepare(spec)
         _check_abort(job)
         if targets:
             job.phase = "mirroring"
@@ -235,8 +237,6 @@ async def _configure(mon: Monitor, e: Entry, opts: MigrateOptions, disks: bool) 
 
 async def _wait(sup: Supervisor, mon: Monitor, job: Job, opts: MigrateOptions,
                 targets: list[str]) -> None:  # fmt: skip
-    from virtkit.daemon.migrate_disks import complete_mirrors
-
     t0 = time.monotonic()
     while True:
         info = await mon.execute("query-migrate")
@@ -315,7 +315,3 @@ async def set_params(svc: Service, name: str, max_downtime_ms: int | None,
     if params:
         await _monitor(svc, name).execute("migrate-set-parameters", params)
     return await get_params(svc, name)
-
-
-def options_dict(opts: MigrateOptions) -> dict[str, Any]:
-    return asdict(opts)

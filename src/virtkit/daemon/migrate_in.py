@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from virtkit.errors import ConfigError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.domain import DiskDevice, Domain
 from virtkit.model.state import Reason, State
+from virtkit.qemu.layout import Layout
 
 if TYPE_CHECKING:
     from virtkit.daemon.service import Entry, Service
@@ -159,7 +161,9 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
             if not defined:
                 svc.add_transient(boot)
                 revert.push("transient definition", lambda: svc.forget_definition(dom.name))
-            e = await svc._start_locked(dom.name, True, boot, incoming_defer=True)
+            layout = Layout.from_mapping(spec.get("layout") or {})
+            e = await svc._start_locked(dom.name, True, boot, incoming_defer=True,
+                                        layout=layout)  # fmt: skip
             assert e.sup is not None
             sup = e.sup
 
@@ -167,6 +171,7 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
                 await sup.destroy()
 
             revert.push("QEMU", kill)
+            _pending(svc)[dom.name] = created
             _set_record(svc, e, {"role": "destination", "created": created,
                                  "defined": defined, "nbd": bool(sizes)})  # fmt: skip
             mon = sup._require_monitor()
@@ -177,6 +182,7 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
             port = await _listen(mon, host, bool(spec.get("postcopy")))
             nbd_port = await _nbd_export(mon, host, list(sizes)) if sizes else None
         except BaseException:
+            _pending(svc).pop(dom.name, None)
             await revert.run()
             raise
     svc.bus.publish(dom.name, "migration-incoming", f"listening on {host}:{port}")
@@ -240,6 +246,7 @@ async def finish(svc: Service, name: str, persistent: bool, config: dict[str, An
         # after cont: a daemon restarted before this line kills the QEMU, and the source,
         # whose finish call then failed, runs the guest
         _set_record(svc, e, None)
+        _pending(svc).pop(name, None)
         if persistent:
             _make_persistent(svc, e, config)
     svc.bus.publish(name, "migrated", "arrived: running here")
@@ -266,17 +273,35 @@ def _make_persistent(svc: Service, e: Entry, config: dict[str, Any] | None) -> N
 
 
 async def abort(svc: Service, name: str) -> None:
-    """Undo prepare: kill the waiting QEMU, remove created images and the transient domain."""
+    """Undo prepare: kill the waiting QEMU, remove created images and the transient domain.
+
+    QEMU exits by itself when the incoming stream breaks (the source cancelled): then
+    only the images this daemon created for it are left to remove."""
     async with svc.locks.hold(name, "incoming migration"):
-        e = _incoming(svc, name)
-        await abandon(svc, e)
+        created = _pending(svc).pop(name, None)
+        e = svc.entries.get(name)
+        if (e is not None and e.active) or created is None:
+            await abandon(svc, _incoming(svc, name))
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, _remove, created)
+            if e is not None and not e.persistent:
+                svc.forget_definition(name)
     svc.bus.publish(name, "migration-aborted", "incoming migration abandoned")
+
+
+_PENDING: weakref.WeakKeyDictionary[Service, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _pending(svc: Service) -> dict[str, list[str]]:
+    """Images created for incoming migrations not finished yet (they outlive the QEMU)."""
+    return _PENDING.setdefault(svc, {})
 
 
 async def abandon(svc: Service, e: Entry) -> None:
     """Kill an unfinished incoming migration's QEMU (abort, or found after a restart)."""
     assert e.sup is not None and e.sup.record.migration is not None
     mig = e.sup.record.migration
+    _pending(svc).pop(e.domain.name, None)
     await e.sup.destroy()
     await asyncio.get_running_loop().run_in_executor(None, _remove, list(mig.get("created", [])))
     if not mig.get("defined"):

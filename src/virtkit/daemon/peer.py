@@ -1,9 +1,12 @@
 """The API of another virtkit daemon (the other end of a migration), spoken from this one.
 
 A small async HTTP/1.1 client (one request per connection) over the peer's Unix
-socket (``unix:///path/virtkitd.sock``, ``virtkit:///system|session`` of this host)
-or TCP (``virtkit+tcp://HOST[:PORT]/system``). Error bodies come back as the same
-``VirtkitError`` classes the peer raised; an unreachable peer is a ``DaemonError``.
+socket (``unix:///path/virtkitd.sock``, ``virtkit:///system|session`` of this host),
+its TLS listener (``virtkit+tls://HOST:PORT/system[?pki=DIR]``: TLS 1.3 with this
+daemon's client certificate, as the CLI does it, see client/tls.py) or plain TCP
+(``virtkit+tcp://HOST[:PORT]/system``, for a daemon API exposed by other means). Error
+bodies come back as the same ``VirtkitError`` classes the peer raised; an unreachable
+peer is a ``DaemonError``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -29,6 +33,7 @@ class PeerAddress:
     socket: str | None  # a Unix socket path, or None for TCP
     host: str
     port: int
+    tls_pki: str | None = None  # virtkit+tls: the directory with ca.pem, client*.pem
 
     @property
     def migration_host(self) -> str:
@@ -42,12 +47,19 @@ def parse_uri(uri: str) -> PeerAddress:
         if not parts.hostname or parts.path not in ("/system", "/session", ""):
             raise ConfigError(f"bad destination URI {uri!r}: use virtkit+tcp://HOST[:PORT]/system")
         return PeerAddress(uri, None, parts.hostname, parts.port or DEFAULT_TCP_PORT)
+    if parts.scheme == "virtkit+tls":
+        from virtkit.client.tls import tls_target  # the CLI's own TLS conventions
+
+        target = tls_target(uri)
+        assert target is not None
+        return PeerAddress(uri, None, target.host, target.port, str(target.pki))
     if parts.scheme in ("unix", "virtkit"):
         path, _ = socket_for_uri(uri)
         return PeerAddress(uri, str(path), "127.0.0.1", 0)
     raise ConfigError(
-        f"unsupported destination URI {uri!r}: use virtkit+tcp://HOST[:PORT]/system, or "
-        "unix:///path/to/virtkitd.sock for another daemon on this host"
+        f"unsupported destination URI {uri!r}: use virtkit+tls://HOST:PORT/system, "
+        "virtkit+tcp://HOST[:PORT]/system, or unix:///path/to/virtkitd.sock for another "
+        "daemon on this host"
     )
 
 
@@ -75,6 +87,13 @@ class Peer:
     async def _request(self, method: str, path: str, body: Any) -> Any:
         if self.addr.socket is not None:
             reader, writer = await asyncio.open_unix_connection(self.addr.socket)
+        elif self.addr.tls_pki is not None:
+            from virtkit.client.tls import client_context
+
+            ctx = client_context(Path(self.addr.tls_pki))
+            reader, writer = await asyncio.open_connection(
+                self.addr.host, self.addr.port, ssl=ctx, server_hostname=self.addr.host
+            )
         else:
             reader, writer = await asyncio.open_connection(self.addr.host, self.addr.port)
         try:

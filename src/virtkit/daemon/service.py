@@ -25,6 +25,7 @@ from virtkit.daemon.confinement import Confiner
 from virtkit.daemon.events import EventBus
 from virtkit.daemon.hoststart import host_checks, release_managed, with_pins
 from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.migrate_layout import replug
 from virtkit.daemon.roles import check_domain, taint_reasons
 from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
@@ -42,6 +43,7 @@ from virtkit.network import taps
 from virtkit.paths import Paths
 from virtkit.qemu import caps as capsmod
 from virtkit.qemu.argv import RunPaths, build_argv
+from virtkit.qemu.layout import Layout, apply_layout, hotplugged
 from virtkit.qemu.qmp import Monitor
 from virtkit.runtime import proc
 from virtkit.runtime.record import RuntimeRecord
@@ -369,8 +371,8 @@ class Service:
             return await self._start_locked(name, paused, boot)
 
     async def _start_locked(self, name: str, paused: bool, boot: Domain | None,
-                            incoming_fd: int | None = None,
-                            incoming_defer: bool = False) -> Entry:  # fmt: skip
+                            incoming_fd: int | None = None, incoming_defer: bool = False,
+                            layout: Layout | None = None) -> Entry:  # fmt: skip
         e = self.entry(name)
         if e.active:
             raise StateError(
@@ -400,6 +402,10 @@ class Service:
         )  # fmt: skip
         argv = build_argv(dom, caps, rp, accel, incoming_fd, incoming_defer,
                           tsc_khz=_tsc_khz(self.host) if is_microvm(dom) else None)  # fmt: skip
+        plugs: list[dict[str, Any]] = []
+        if layout is not None:  # a migration destination: devices where the source has them
+            argv, plugs = hotplugged(argv, layout)
+            argv = apply_layout(argv, layout)
         pools = [*self.pool_targets(), self.paths.state_dir / "images"]
         conf = await asyncio.get_running_loop().run_in_executor(
             None, self.confiner.prepare, dom, run_dir, rp, accel.value, pools
@@ -423,7 +429,7 @@ class Service:
             sup = await Supervisor.launch(
                 record, log_path, self.hooks, self.policy(dom), paused=paused,
                 timeout_s=self.settings.launch_timeout_s,
-                setup=None if incoming_defer else with_pins(dom, _setup_for(dom)),  # see migrate
+                setup=with_pins(dom, replug(plugs) if incoming_defer else _setup_for(dom)),
                 pass_fds=() if incoming_fd is None else (incoming_fd,),
                 incoming=incoming_fd is not None, wrapper=conf.wrapper,
             )  # fmt: skip

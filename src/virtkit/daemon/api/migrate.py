@@ -84,6 +84,7 @@ class PrepareRequest(_Req):
     listen_host: str = Field(default="127.0.0.1", max_length=255)
     postcopy: bool = False
     copy_storage: dict[str, int] = Field(default_factory=dict)  # target: size in bytes
+    layout: dict[str, Any] = Field(default_factory=dict)  # qemu/layout.py: PCI slots, DIMMs
 
 
 class PrepareResult(BaseModel):
