@@ -68,8 +68,10 @@ class Virtkit:
         self.names.add(name)
 
     def cli(self, *args: str) -> None:
-        subprocess.run([*cli_argv(), *args], env=self.d.env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        r = subprocess.run([*cli_argv(), *args], env=self.d.env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, check=False)  # fmt: skip
+        if r.returncode:
+            raise RuntimeError(f"virtkit {' '.join(args)}: exit {r.returncode}: {r.stderr}")
 
     def state(self, name: str) -> str:
         r = subprocess.run([*cli_argv(), "domstate", name], env=self.d.env,
