@@ -60,6 +60,8 @@ def test_domstats_top_and_metrics(daemon: Daemon, tiny: object, tmp_path: Path) 
     assert set(doc["domains"][0]["stats"]) == {"cpu.time", "cpu.user", "cpu.system"}
     assert daemon.cli("domstats", "nope", check=False).returncode != 0
 
+    # an idle guest can spend less than 0.005 % of a CPU in half a second: keep it busy
+    daemon.cli("console", "st1", input="while :; do :; done &\n", check=False)
     r = daemon.cli("top", "--batch", "--iterations", "2", "--delay", "1")
     frames = [f for f in r.stdout.split("\n\n") if f.strip()]
     assert len(frames) == 2, r.stdout

@@ -38,11 +38,46 @@ def test_cgroup_limits_written_when_controllers_exist(tmp_path: Path) -> None:
 def test_cgroup_without_controllers_reports_why(tmp_path: Path) -> None:
     root = fake_root(tmp_path, "hugetlb")
     plan = cgroup.prepare(root, "web", 256)
-    assert plan.path  # the process is still placed in its own cgroup
-    assert "memory/pids" in plan.note and "memory.max" in plan.note
-    assert cgroup.prepare(None, "web", 256).note.startswith("no cgroup v2")
+    assert plan.path and plan.dirs == (plan.path,)  # still placed in its own cgroup
+    assert "no memory/pids limit" in plan.note and not plan.limits
+    assert cgroup.prepare(None, "web", 256).note.startswith("no cgroup hierarchy")
     ro = tmp_path / "ro-parent" / "cg"  # mkdir under a missing parent: not writable
     assert "not writable" in cgroup.prepare(ro, "web", 256).note
+
+
+def test_hybrid_host_takes_memory_and_pids_from_cgroup_v1(tmp_path: Path) -> None:
+    """systemd's hybrid layout: cgroup2 at .../unified without controllers, memory and pids
+    on v1; the v1 scopes go under the daemon's own v1 cgroup."""
+    mi = tmp_path / "mountinfo"
+    base = tmp_path / "sys"
+    mi.write_text(
+        f"30 25 0:26 / {base} rw - tmpfs tmpfs rw,mode=755\n"
+        f"31 30 0:27 / {base}/memory rw - cgroup cgroup rw,memory\n"
+        f"32 30 0:28 / {base}/pids rw - cgroup cgroup rw,pids\n"
+        f"33 30 0:29 / {base}/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        f"34 30 0:30 / {base}/unified rw - cgroup2 cgroup2 rw\n"
+    )
+    own = tmp_path / "self-cgroup"
+    own.write_text("5:pids:/\n4:memory:/jobs/j1\n3:cpu,cpuacct:/\n0::/\n")
+    for d in ("memory/jobs/j1", "pids", "unified"):
+        (base / d).mkdir(parents=True)
+    (base / "unified" / "cgroup.controllers").write_text("\n")
+    layout = cgroup.detect(mi, own)
+    assert layout.unified == base / "unified"
+    assert layout.v1 == {"memory": base / "memory/jobs/j1", "pids": base / "pids"}
+    plan = cgroup.prepare(layout, "web-1a2b3c4d", 256)
+    mem = base / "memory/jobs/j1/virtkit.slice/web-1a2b3c4d.scope"
+    pids = base / "pids/virtkit.slice/web-1a2b3c4d.scope"
+    v2 = base / "unified/virtkit.slice/web-1a2b3c4d.scope"
+    assert plan.dirs == (str(v2), str(mem), str(pids)) and plan.note == ""
+    assert (mem / "memory.limit_in_bytes").read_text() == str((256 + 512) << 20)
+    assert (pids / "pids.max").read_text() == "1024"
+    assert plan.limits == {"memory:memory.limit_in_bytes": str((256 + 512) << 20),
+                           "pids:pids.max": "1024"}  # fmt: skip
+    assert plan.procs == tuple(f"{d}/cgroup.procs" for d in plan.dirs)
+    # only v1 (no cgroup2 at all): the memory scope is the main one
+    plan = cgroup.prepare(cgroup.Layout(None, layout.v1), "db", 64)
+    assert plan.path.endswith("memory/jobs/j1/virtkit.slice/db.scope") and not plan.note
 
 
 def test_cgroup2_mount_found_in_mountinfo(tmp_path: Path) -> None:
@@ -93,13 +128,30 @@ def test_grant_path_reaches_through_private_directories(tmp_path: Path) -> None:
 
 def test_wrapper_drops_everything() -> None:
     user = confine.QemuUser("virtkit-qemu", 995, 995, (993,))
-    argv = confine.wrapper_argv(user, "/cg/web.scope/cgroup.procs", "/usr/bin/setpriv")
+    procs = ("/cg/web.scope/cgroup.procs", "/v1/memory/web.scope/cgroup.procs")
+    argv = confine.wrapper_argv(user, procs, "/usr/bin/setpriv")
     assert argv[:2] == ["/bin/sh", "-c"] and "umask 0177" in argv[2]
-    assert argv[4] == "/cg/web.scope/cgroup.procs"
+    assert argv[4:7] == [*procs, "--"]
     for flag in ("--reuid=995", "--regid=995", "--groups=993", "--inh-caps=-all",
                  "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"):  # fmt: skip
         assert flag in argv
     assert argv[-1] == "--"
+
+
+def test_wrapper_shell_joins_every_cgroup_then_execs(tmp_path: Path) -> None:
+    """The real /bin/sh: its pid goes into each cgroup.procs, then the command runs as is."""
+    files = [tmp_path / "a.procs", tmp_path / "b.procs"]
+    argv = confine.wrapper_argv(confine.QemuUser("x", 1, 1), tuple(map(str, files)), "x")
+    shell = argv[: argv.index("--") + 1]
+    import subprocess
+
+    out = subprocess.run([*shell, "sh", "-c", 'echo "$$ $0 $1"', "zero", "one"],
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert [f.read_text().strip() for f in files] == [out[0]] * 2 and out[1:] == ["zero", "one"]
+    none = subprocess.run([*argv[:4], "--", "echo", "ok"], capture_output=True, text=True)
+    assert none.stdout == "ok\n"
+    bad = [*argv[:4], str(tmp_path / "missing" / "cgroup.procs"), "--", "true"]
+    assert subprocess.run(bad, capture_output=True).returncode == 125
 
 
 def test_restart_policy_backs_off_and_gives_up() -> None:

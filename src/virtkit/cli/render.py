@@ -48,7 +48,10 @@ def dominfo(d: dict[str, Any]) -> str:
         rows.append(("Accel note", d["accel_note"]))
     if d.get("confined"):
         note = d.get("confinement_note") or ""
-        limits = f"none: {note}" if note else "memory.max, pids.max"
+        set_ = d.get("cgroup_limits") or {}
+        limits = ", ".join(f"{k}={v}" for k, v in sorted(set_.items())) or "none"
+        if note:
+            limits += f" ({note})"
         rows += [("Confined", d["confined"]), ("Cgroup", d.get("cgroup") or "-"),
                  ("Cgroup limits", limits)]  # fmt: skip
     if d.get("tainted"):

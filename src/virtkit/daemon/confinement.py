@@ -46,6 +46,7 @@ class Prepared:
     cgroup: str = ""
     note: str = ""
     limits: dict[str, str] = field(default_factory=dict)
+    cgroup_dirs: tuple[str, ...] = ()
 
 
 class Confiner:
@@ -60,10 +61,10 @@ class Confiner:
         else:
             self.enabled = paths.mode == "system" and os.geteuid() == 0
         self._user: confine.QemuUser | None = None
-        # cgroup_root: True = find the cgroup2 mount, False = no cgroup, a Path = use it
-        self._cgroup_root: Path | None = (
-            cgroup_root if isinstance(cgroup_root, Path)
-            else cgroup.cgroup2_mount() if cgroup_root else None
+        # cgroup_root: True = find the hierarchies, False = no cgroup, a Path = that cgroup2
+        self._cgroups: cgroup.Layout = (
+            cgroup.Layout(cgroup_root) if isinstance(cgroup_root, Path)
+            else cgroup.detect() if cgroup_root else cgroup.Layout()
         )  # fmt: skip
 
     def user(self) -> confine.QemuUser:
@@ -122,13 +123,14 @@ class Confiner:
             access.grant_device(tun, u.uid)
         if any(n.type is not NicType.USER for n in dom.nics) and os.path.exists("/dev/net/tun"):
             access.grant_device("/dev/net/tun", u.uid)  # QEMU attaches to its uid-owned taps
-        plan = cgroup.prepare(self._cgroup_root, scope_name(dom.name, run_dir),
+        plan = cgroup.prepare(self._cgroups, scope_name(dom.name, run_dir),
                               max(dom.memory_mib, dom.max_memory_mib or 0))  # fmt: skip
         if plan.note:
             log.warning("domain %s: %s", dom.name, plan.note)
-        procs = f"{plan.path}/cgroup.procs" if plan.path else ""
-        wrapper = confine.wrapper_argv(u, procs, confine.setpriv_binary())
-        return Prepared(tuple(wrapper), u.uid, plan.path, plan.note, plan.limits)
+        wrapper = confine.wrapper_argv(u, plan.procs, confine.setpriv_binary())
+        return Prepared(
+            tuple(wrapper), u.uid, plan.path, plan.note, plan.limits, cgroup_dirs=plan.dirs
+        )
 
     async def expose(self, path: str, *, write: bool) -> None:
         """Let the running QEMUs open ``path`` (before a QMP command that names it)."""
@@ -140,14 +142,13 @@ class Confiner:
             lambda: access.grant_path(path, u.uid, (u.gid, *u.groups), write=write, gid=u.gid),
         )
 
-    def release(self, cgroup_dir: str) -> None:
-        """After QEMU exited: remove its cgroup (retried once: a non-child is reaped late)."""
-        if not cgroup_dir:
-            return
-        cgroup.remove(cgroup_dir)
-        if os.path.isdir(cgroup_dir):
+    def release(self, *cgroup_dirs: str) -> None:
+        """After QEMU exited: remove its cgroups (retried once: a non-child is reaped late)."""
+        cgroup.remove(*cgroup_dirs)
+        left = [d for d in cgroup_dirs if d and os.path.isdir(d)]
+        if left:
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().call_later(1.0, cgroup.remove, cgroup_dir)
+                asyncio.get_running_loop().call_later(1.0, lambda: cgroup.remove(*left))
 
 
 def backing_files(dom: Domain, pools: list[Path]) -> list[str]:

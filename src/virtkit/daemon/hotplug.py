@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon import intents
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.domain import Disk, DiskBus, DiskDevice, DiskFormat, Domain
@@ -268,9 +269,15 @@ async def attach_disk(
             svc._check_disk_users(name, probe)
             await asyncio.get_running_loop().run_in_executor(None, svc._check_chains, probe)
             await svc.confiner.expose(disk.path, write=not disk.readonly)
-            await _plug_disk(monitor(e), disk, cur)
-            set_live(svc, e, cur.model_copy(update={"disks": [*cur.disks, disk]}))
-        if sc.config:
+            plan = {"disk": disk.model_dump(mode="json", exclude_defaults=True),
+                    "config": sc.config}  # fmt: skip
+            with intents.recorded(svc, name, "attach-disk", plan):
+                await _plug_disk(monitor(e), disk, cur)
+                intents.crash_point("attach-disk:plugged")
+                set_live(svc, e, cur.model_copy(update={"disks": [*cur.disks, disk]}))
+                if sc.config:
+                    set_config(svc, e, new_cfg)
+        elif sc.config:
             set_config(svc, e, new_cfg)
         svc.bus.publish(name, "device-attached", f"disk {target} ({source})")
     return {"target": target, "source": source, "live": sc.live, "config": sc.config}
@@ -286,6 +293,7 @@ async def _plug_disk(mon: Monitor, disk: Disk, dom: Domain) -> None:
         with contextlib.suppress(QmpError):
             await mon.execute("blockdev-del", {"node-name": f"{node}-file"})
         raise
+    intents.crash_point("attach-disk:nodes")
     try:
         args = {"driver": "virtio-blk-pci", "drive": node, "id": disk.target}
         await device_add_pci(mon, dom, args)
@@ -349,3 +357,31 @@ async def detach_disk(
             )
         svc.bus.publish(name, "device-detached", f"disk {target}")
     return {"target": target, "live": sc.live, "config": sc.config}
+
+
+async def recover_attach_disk(svc: Service, e: Entry, plan: dict[str, Any]) -> str:
+    """A daemon crash cut an attach-disk short (intents.py). QEMU has the device: the
+    guest may use it already, so the attach is completed; otherwise its nodes go."""
+    disk = Disk.model_validate(plan["disk"])
+    target = disk.target or ""
+    if e.sup is None or not e.sup.alive or e.sup.monitor is None:
+        return "the guest is no longer running: nothing was attached"
+    mon = e.sup.monitor
+    present = {
+        str(x["name"]) for x in await mon.execute("qom-list", {"path": "/machine/peripheral"})
+    }
+    if target in present:
+        cur = live_domain(e)
+        if target not in _targets(cur):
+            set_live(svc, e, cur.model_copy(update={"disks": [*cur.disks, disk]}))
+        if plan.get("config") and target not in _targets(e.domain):
+            set_config(svc, e, validated(e.domain, disks=[
+                *domain_to_mapping(e.domain).get("disks", []),
+                disk.model_dump(mode="json", exclude_defaults=True),
+            ]))  # fmt: skip
+        svc.bus.publish(e.domain.name, "device-attached", f"disk {target} ({disk.path})")
+        return f"completed: disk {target} is attached"
+    for node in (f"drive-{target}", f"drive-{target}-file"):
+        with contextlib.suppress(QmpError):
+            await mon.execute("blockdev-del", {"node-name": node})
+    return f"rolled back: disk {target} is not attached"

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -56,33 +57,40 @@ async def serve(paths: Paths, ui_listen: str | None = None, listen_tls: str | No
     with contextlib.suppress(FileNotFoundError):
         os.unlink(paths.socket)
     config = uvicorn.Config(
-        app, uds=str(paths.socket), log_level="warning", access_log=False, lifespan="off",
+        app, log_level="warning", access_log=False, lifespan="off",
         ws_max_size=1 << 20, timeout_graceful_shutdown=2,
     )  # fmt: skip
     server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
-        await asyncio.sleep(0.005)
-    extra: list[Any] = []
-    if server.started:
-        from virtkit.daemon.listeners import secure_socket, start_listeners
-
-        secure_socket(paths.socket, paths.mode)  # 0660 root:virtkit (system), 0600 (session)
-        logging.getLogger("virtkit.daemon").info("listening on %s", paths.socket)
-        try:  # the read-only socket, and the TLS listener (--listen-tls) if configured
-            extra = await start_listeners(app, paths, listen_tls or svc.settings.listen_tls,
-                                          svc.settings.tls_dir)  # fmt: skip
-        except BaseException:
-            server.should_exit = True
-            await task
-            await svc.close()
-            raise
+    from virtkit.daemon.listeners import secure_socket, start_listeners
     from virtkit.daemon.uilisten import start_ui  # the browser listener (web UI), optional
 
-    ui = await start_ui(app, svc.settings.ui_listen if ui_listen is None else ui_listen)
+    # The other listeners first: once the main socket answers, everything does (clients
+    # and tests take an answering main socket as "the daemon is up").
+    extra: list[Any] = []
+    ui = None
+    try:  # the read-only socket, and the TLS listener (--listen-tls) if configured
+        extra = await start_listeners(app, paths, listen_tls or svc.settings.listen_tls,
+                                      svc.settings.tls_dir)  # fmt: skip
+        ui = await start_ui(app, svc.settings.ui_listen if ui_listen is None else ui_listen)
+    except BaseException:
+        for lst in extra:
+            await lst.stop()
+        await svc.close()
+        raise
+    # bound and given its permissions before it listens: no client ever sees it open wider
+    main_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    main_sock.bind(str(paths.socket))
+    secure_socket(paths.socket, paths.mode)  # 0660 root:virtkit (system), 0600 (session)
+    main_sock.listen(128)
+    main_sock.setblocking(False)
+    task = asyncio.create_task(server.serve(sockets=[main_sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if server.started:
+        logging.getLogger("virtkit.daemon").info("listening on %s", paths.socket)
     try:
         await task
     finally:

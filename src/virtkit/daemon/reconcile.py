@@ -58,6 +58,9 @@ async def reconcile(svc: Service) -> None:
     from virtkit.daemon.networks import manager as networks
 
     await networks(svc).reconcile()  # before autostart: guests need their networks
+    from virtkit.daemon import intents
+
+    await intents.recover(svc)  # operations a crash cut short: finished or undone
     for name, e in list(svc.entries.items()):
         if e.autostart and not e.active:
             svc.background(_autostart(svc, name))

@@ -178,7 +178,7 @@ class Service:
         self.store.drop_runtime(sup.name, State.SHUTOFF, reason)
         with contextlib.suppress(OSError):
             shutil.rmtree(sup.record.run_dir)
-        self.confiner.release(sup.record.cgroup)
+        self.confiner.release(*(sup.record.cgroup_dirs or [sup.record.cgroup]))
         with contextlib.suppress(VirtkitError):
             booted = domain_from_mapping(sup.record.domain, "runtime record")
             asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, booted)
@@ -416,6 +416,7 @@ class Service:
             console_log=rp.console_log, run_dir=str(run_dir), accel=accel.value,
             accel_note=note, started_at=time.time(), domain=domain_to_mapping(dom),
             qemu_uid=conf.uid, cgroup=conf.cgroup, confinement_note=conf.note,
+            cgroup_dirs=list(conf.cgroup_dirs), cgroup_limits=dict(conf.limits),
         )  # fmt: skip
         # Write the record before spawning: a daemon killed mid-start finds it on restart
         # and rolls the half-started QEMU back (pid 0 = "starting").
@@ -434,7 +435,7 @@ class Service:
                 incoming=incoming_fd is not None, wrapper=conf.wrapper,
             )  # fmt: skip
         except BaseException:
-            self.confiner.release(conf.cgroup)
+            self.confiner.release(*conf.cgroup_dirs)
             release_managed(self, dom)
             await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, dom)
             self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
@@ -605,6 +606,7 @@ class Service:
         d["managed_save"] = managed_save_path(self, dom).exists()
         if rec is not None and rec.qemu_uid is not None:
             d.update(confined=self.settings.qemu_user, cgroup=rec.cgroup,
+                     cgroup_limits=rec.cgroup_limits,
                      confinement_note=rec.confinement_note)  # fmt: skip
         d["tainted"] = sorted(set(e.extra.get("tainted", [])) | taint_reasons(dom))
         return d

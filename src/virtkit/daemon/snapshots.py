@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon import intents
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import Disk, DiskDevice, DiskFormat, check_name
 from virtkit.qemu.qmp import Monitor
@@ -197,67 +199,165 @@ async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
             raise ConfigError(f"domain {domain!r} has no writable disk to snapshot")
         parent = next((s.name for s in snaps if s.current), None)
         state = str(e.state) if e.active else "shut off"
-        if disk_only:
-            taken = await _external(svc, e, name)
-        else:
-            await _internal(e, name, disks)
-            taken = []
         snap = Snapshot(domain, name, parent, time.time(), description,
-                        "disk-only" if disk_only else "full", state, taken, True)  # fmt: skip
-        _save(svc, snap)
+                        "disk-only" if disk_only else "full", state, [], True)  # fmt: skip
+        if disk_only:
+            plan = _plan_external(e, name)
+            intent = {"snapshot": _snap_json(snap), "overlays": plan}
+            with intents.recorded(svc, domain, "snapshot-create", intent):
+                await _external(svc, e, plan)
+                intents.crash_point("snapshot-create:switched")
+                snap = dataclasses.replace(snap, disks=plan)
+                _save(svc, snap)
+        else:
+            _check_internal(disks)
+            job = f"snap-save-{int(time.time() * 1000)}"
+            intent = {"snapshot": _snap_json(snap), "job": job if e.active else "",
+                      "paths": [d.path for d in disks]}  # fmt: skip
+            with intents.recorded(svc, domain, "snapshot-create", intent):
+                await _internal(e, name, disks, job)
+                intents.crash_point("snapshot-create:taken")
+                _save(svc, snap)
         svc.bus.publish(domain, "snapshot", f"created {name}")
         return snap.view([])
 
 
-async def _internal(e: Entry, name: str, disks: list[Disk]) -> None:
+def _snap_json(s: Snapshot) -> dict[str, Any]:
+    return dataclasses.asdict(s)
+
+
+def _check_internal(disks: list[Disk]) -> None:
     raw = [d.target or d.path for d in disks if d.format is not DiskFormat.QCOW2]
     if raw:
         raise ConfigError(
             f"internal snapshots need qcow2 disks ({', '.join(raw)} are raw); use --disk-only "
             "for an external snapshot, or convert the disks to qcow2"
         )
+
+
+async def _internal(e: Entry, name: str, disks: list[Disk], job: str) -> None:
     if not e.active:
         for d in disks:
             await _img("snapshot", "-c", name, "--image-opts", _qcow2_opts(d.path))
+            intents.crash_point("snapshot-create:disk")
         return
     mon = _monitor(e)
     nodes = await _top_nodes(mon)
     devices = [nodes[d.target or ""] for d in disks]
-    job = f"snap-save-{int(time.time() * 1000)}"
     await mon.execute("snapshot-save", {"job-id": job, "tag": name, "vmstate": devices[0],
                                         "devices": devices})  # fmt: skip
+    intents.crash_point("snapshot-create:job")
     await _job(mon, job)
 
 
-async def _external(svc: Service, e: Entry, name: str) -> list[dict[str, str]]:
-    taken = []
-    mon = _monitor(e) if e.active else None
-    nodes = await _top_nodes(mon) if mon else {}
-    new_disks = []
-    for d in e.domain.disks:
-        if d.readonly or d.device is not DiskDevice.DISK:
-            new_disks.append(d)
-            continue
+def _plan_external(e: Entry, name: str) -> list[dict[str, str]]:
+    """target, overlay, base, base_format of each writable disk (overlays must be new)."""
+    plan = []
+    for d in _writable(e):
         base, fmt = d.path, (d.format or DiskFormat.RAW).value
         stem = base[: -len(".qcow2")] if base.endswith(".qcow2") else base
         overlay = f"{stem}.{name}.qcow2"
         if os.path.exists(overlay):
             raise ConfigError(f"{overlay} already exists; pick another snapshot name")
-        await _img("create", "-q", "-f", "qcow2", "-b", base, "-F", fmt, overlay)
+        plan.append({"target": d.target or "", "overlay": overlay, "base": base,
+                     "base_format": fmt})  # fmt: skip
+    return plan
+
+
+async def _top_files(mon: Monitor) -> dict[str, str]:
+    """Device id -> the file at the top of its image chain (what the guest writes to)."""
+    out = {}
+    for b in await mon.execute("query-block"):
+        qdev = str(b.get("qdev", ""))
+        if qdev.startswith("/machine/peripheral/") and b.get("inserted"):
+            out[qdev.split("/")[3]] = str(b["inserted"].get("file", ""))
+    return out
+
+
+async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
+                    resume: bool = False) -> None:  # fmt: skip
+    """Switch each planned disk to its overlay. ``resume`` (recovery after a crash): skip
+    the disks QEMU already switched, reuse the overlays already made (still empty)."""
+    mon = _monitor(e) if e.active else None
+    nodes = await _top_nodes(mon) if mon else {}
+    tops = await _top_files(mon) if mon and resume else {}
+    for p in plan:
+        if mon is not None and tops.get(p["target"]) == p["overlay"]:
+            continue
+        if not (resume and os.path.exists(p["overlay"])):
+            await _img("create", "-q", "-f", "qcow2", "-b", p["base"], "-F", p["base_format"],
+                       p["overlay"])  # fmt: skip
         if mon is not None:
-            await svc.confiner.expose(overlay, write=True)
-            node = f"snap-{d.target}-{int(time.time() * 1000) % 10**9}"
+            await svc.confiner.expose(p["overlay"], write=True)
+            node = f"snap-{p['target']}-{int(time.time() * 1000) % 10**9}"
             await mon.execute("blockdev-add", {
                 "driver": "qcow2", "node-name": node, "backing": None,
-                "file": {"driver": "file", "filename": overlay},
+                "file": {"driver": "file", "filename": p["overlay"]},
             })  # fmt: skip
-            await mon.execute("blockdev-snapshot", {"node": nodes[d.target or ""],
+            intents.crash_point("snapshot-create:overlay")
+            await mon.execute("blockdev-snapshot", {"node": nodes[p["target"]],
                                                     "overlay": node})  # fmt: skip
-        taken.append({"target": d.target or "", "overlay": overlay, "base": base,
-                      "base_format": fmt})  # fmt: skip
-        new_disks.append(d.model_copy(update={"path": overlay, "format": DiskFormat.QCOW2}))
+    by_target = {p["target"]: p["overlay"] for p in plan}
+    new_disks = [
+        d.model_copy(update={"path": by_target[d.target], "format": DiskFormat.QCOW2})
+        if d.target in by_target else d
+        for d in e.domain.disks
+    ]  # fmt: skip
     svc.replace_disks(e.domain.name, new_disks)
-    return taken
+
+
+async def recover_create(svc: Service, e: Entry, intent: dict[str, Any]) -> str:
+    """A daemon crash cut a snapshot-create short (intents.py): finish it when the
+    snapshot exists in the images (or, external, can still be completed), else undo."""
+    snap = Snapshot(**intent["snapshot"])
+    if any(s.name == snap.name for s in _rows(svc, snap.domain)):
+        return f"completed: snapshot {snap.name} was already recorded"
+    if snap.kind == "disk-only":
+        plan = intent["overlays"]
+        # Always completable: a disk QEMU switched holds its new writes in the overlay; an
+        # overlay not switched to yet is still empty (the same content as its base).
+        await _external(svc, e, plan, resume=True)
+        _save(svc, dataclasses.replace(snap, disks=plan))
+        return f"completed: snapshot {snap.name} (disk-only) taken"
+    paths: list[str] = intent["paths"]
+    failed = ""
+    if intent.get("job") and e.active:
+        try:
+            await _job(_monitor(e), intent["job"])
+        except (QmpError, StateError) as exc:
+            failed = str(exc)
+    have = [p for p in paths if snap.name in await _tags(p)]
+    if len(have) == len(paths) and not failed:
+        _save(svc, snap)
+        return f"completed: snapshot {snap.name} taken"
+    if have and e.active:  # a partial snapshot: its tags go
+        mon = _monitor(e)
+        job = f"snap-undo-{int(time.time() * 1000)}"
+        nodes = await _top_nodes(mon)
+        devices = [nodes[d.target or ""] for d in _writable(e) if d.path in have]
+        await mon.execute("snapshot-delete", {"job-id": job, "tag": snap.name,
+                                              "devices": devices})  # fmt: skip
+        await _job(mon, job)
+    elif have:
+        for p in have:
+            await _img("snapshot", "-d", snap.name, "--image-opts", _qcow2_opts(p))
+    return f"rolled back: snapshot {snap.name} not taken" + (f" ({failed})" if failed else "")
+
+
+async def _tags(path: str) -> set[str]:
+    """Internal snapshot tags of a qcow2 image (-U: its QEMU may hold the lock)."""
+
+    def run() -> set[str]:
+        argv = ["qemu-img", "snapshot", "-l", "-U", "--image-opts", _qcow2_opts(path)]
+        r = subprocess.run(argv, capture_output=True, text=True, check=False)
+        tags = set()
+        for line in r.stdout.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) > 1:
+                tags.add(parts[1])
+        return tags
+
+    return await asyncio.get_running_loop().run_in_executor(None, run)
 
 
 # -- revert -----------------------------------------------------------------------------------

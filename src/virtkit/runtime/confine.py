@@ -3,15 +3,15 @@
 QEMU is started through two tiny exec steps, so nothing runs in the forked child
 before ``exec`` (no ``preexec_fn``):
 
-  /bin/sh -c 'umask 0177; echo $$ > CGROUP/cgroup.procs; exec "$@"'   (still root)
+  /bin/sh -c 'umask 0177; echo $$ > CGROUP/cgroup.procs...; exec "$@"'   (still root)
     setpriv --reuid U --regid G --groups ... --inh-caps=-all --ambient-caps=-all
             --bounding-set=-all --no-new-privs --                     (drops everything)
       qemu-system-x86_64 ...                                          (same pid throughout)
 
-The shell joins the domain's cgroup before QEMU exists (so every page and thread
-is accounted), and its umask makes QEMU's sockets and files 0600. ``setpriv``
-(util-linux) sets uid/gid, clears the capability sets including the bounding
-set and sets no_new_privs; after exec QEMU's CapEff/CapPrm/CapBnd are all 0.
+The shell joins the domain's cgroups (v2, and v1 ones on hybrid hosts) before QEMU
+exists (so every page and thread is accounted), and its umask makes QEMU's sockets
+and files 0600. ``setpriv`` (util-linux) sets uid/gid, clears the capability sets
+including the bounding set and sets no_new_privs; after exec QEMU's CapEff/CapPrm/CapBnd are all 0.
 QEMU's own ``-sandbox`` (seccomp) then filters its system calls.
 """
 
@@ -26,7 +26,7 @@ from virtkit.errors import HostError
 
 WRAPPER = (
     "unset PWD OLDPWD; umask 0177; "
-    'if [ -n "$1" ]; then echo $$ > "$1" || exit 125; fi; shift; exec "$@"'
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 )
 
 
@@ -67,11 +67,11 @@ def setpriv_binary() -> str:
     return found
 
 
-def wrapper_argv(user: QemuUser, cgroup_procs: str, setpriv: str) -> list[str]:
-    """The command prefix that starts QEMU as ``user`` inside the cgroup (if any)."""
+def wrapper_argv(user: QemuUser, cgroup_procs: tuple[str, ...], setpriv: str) -> list[str]:
+    """The command prefix that starts QEMU as ``user`` inside its cgroups (if any)."""
     groups = ",".join(str(g) for g in user.groups)
     return [
-        "/bin/sh", "-c", WRAPPER, "virtkit-confine", cgroup_procs,
+        "/bin/sh", "-c", WRAPPER, "virtkit-confine", *cgroup_procs, "--",
         setpriv, f"--reuid={user.uid}", f"--regid={user.gid}",
         f"--groups={groups}" if groups else "--clear-groups",
         "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs",

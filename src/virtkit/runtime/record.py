@@ -29,7 +29,9 @@ class RuntimeRecord:
     started_at: float
     domain: dict[str, Any] = field(default_factory=dict)
     qemu_uid: int | None = None  # confined: the unprivileged user QEMU runs as
-    cgroup: str = ""  # confined: the domain's cgroup directory
+    cgroup: str = ""  # confined: the domain's (main) cgroup directory
+    cgroup_dirs: list[str] = field(default_factory=list)  # all of them (v2 + v1 scopes)
+    cgroup_limits: dict[str, str] = field(default_factory=dict)  # control file -> value
     confinement_note: str = ""  # what confinement could not do on this host
     # an outgoing or incoming live migration in flight (daemon/migrate*.py): role, phase,
     # peer URI; a restarted daemon uses it to leave the guest running on exactly one side

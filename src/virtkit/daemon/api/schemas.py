@@ -65,6 +65,10 @@ class DomainInfo(DomainSummary):
     managed_save: bool = Field(False, description="a managed save image exists (start resumes)")
     confined: str = Field("", description="the unprivileged user its QEMU runs as ('' = not)")
     cgroup: str = Field("", description="the cgroup of its QEMU ('' = none)")
+    cgroup_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="cgroup control file -> limit written ('memory:' prefix = v1)",
+    )
     confinement_note: str = Field("", description="what confinement could not do on this host")
     tainted: list[str] = Field(default_factory=list, description="why support is void: "
                                "raw QEMU arguments, raw monitor commands")  # fmt: skip
