@@ -284,6 +284,8 @@ async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
     for p in plan:
         if mon is not None and tops.get(p["target"]) == p["overlay"]:
             continue
+        if mon is not None and resume:  # an overlay node added before the crash holds the
+            await _drop_unused_nodes(mon, p["target"])  # file's lock: it goes first
         if not (resume and os.path.exists(p["overlay"])):
             await _img("create", "-q", "-f", "qcow2", "-b", p["base"], "-F", p["base_format"],
                        p["overlay"])  # fmt: skip
@@ -304,6 +306,15 @@ async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
         for d in e.domain.disks
     ]  # fmt: skip
     svc.replace_disks(e.domain.name, new_disks)
+
+
+async def _drop_unused_nodes(mon: Monitor, target: str) -> None:
+    """Delete this disk's overlay nodes that nothing uses (QEMU refuses the others)."""
+    for n in await mon.execute("query-named-block-nodes", {"flat": True}):
+        name = str(n.get("node-name", ""))
+        if name.startswith(f"snap-{target}-"):
+            with contextlib.suppress(QmpError):
+                await mon.execute("blockdev-del", {"node-name": name})
 
 
 async def recover_create(svc: Service, e: Entry, intent: dict[str, Any]) -> str:
