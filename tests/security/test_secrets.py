@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import stat
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from tests.api.conftest import Api, Scenario
+from tests.conftest import Daemon
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.formats.libvirt_xml import domain_to_xml
 from virtkit.formats.redact import SecretFilter, redact_text
@@ -59,3 +64,40 @@ def test_log_lines_are_masked() -> None:
     text = buf.getvalue()
     assert SECRET not in text and text.count("***") == 3, text
     assert redact_text("-vnc :0,password=on") == "-vnc :0,password=on"
+
+
+@pytest.mark.qemu
+def test_cloud_init_root_password_is_shown_once_and_kept_out(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """A generated root password is printed once by install and written into the seed
+    ISO (0600, for the guest); logs, events, dumps, dominfo and listings never hold it."""
+    from virtkit.guests.bootdisk import ensure_boot_disk
+    from virtkit.storage.isoread import IsoImage
+
+    disk = tmp_path / "pw.img"
+    disk.write_bytes(ensure_boot_disk().read_bytes())
+    r = daemon.cli("install", "--name", "pw", "--memory", "256", "--import",
+                   "--disk", f"path={disk},format=raw", "--network", "none",
+                   "--cloud-init", "root-password-generate=on", "--noautoconsole")  # fmt: skip
+    [line] = [ln for ln in r.stdout.splitlines() if "Password for first root login" in ln] or [
+        r.stdout + r.stderr
+    ]
+    password = line.rsplit(" ", 1)[1]
+    assert len(password) >= 12 and (r.stdout + r.stderr).count(password) == 1
+
+    seed = daemon.state_dir / "images" / "pw-cidata.iso"
+    st = seed.stat()  # no one else: (group bits = the ACL mask of the QEMU user's entry)
+    assert stat.S_IMODE(st.st_mode) & 0o007 == 0 and st.st_uid == 0 and st.st_gid == 0
+    with IsoImage(seed) as iso:
+        assert f"root:{password}" in (iso.read_bytes("user-data") or b"").decode()
+
+    outputs = [daemon.cli(*argv).stdout for argv in (
+        ("dumpconfig", "pw"), ("dumpxml", "pw"), ("dominfo", "pw"), ("list", "--all"),
+        ("event", "--all"), ("domblklist", "pw"),
+    )]  # fmt: skip
+    daemon.cli("destroy", "pw")
+    outputs.append((daemon.base / "daemon.stderr").read_text(errors="replace"))
+    outputs += [p.read_text(errors="replace") for p in (daemon.state_dir / "log").iterdir()]
+    for out in outputs:
+        assert password not in out, out[-2000:]

@@ -133,3 +133,13 @@ def test_generate_password() -> None:
     assert len(passwords) == 50
     for pw in passwords:
         assert len(pw) == 16 and pw.isascii() and pw.isalnum()
+
+
+def test_disable_makes_cloud_init_run_once() -> None:
+    """virt-install's disable=on (the default with a root password): after the first boot
+    cloud-init switches itself off, so the password is not set again on later boots."""
+    from virtkit.storage.cloudinit import default_user_data
+
+    config = yaml.safe_load(default_user_data("pw", [], disable=True))
+    assert config["runcmd"] == [["touch", "/etc/cloud/cloud-init.disabled"]]
+    assert "runcmd" not in yaml.safe_load(default_user_data("pw", []))

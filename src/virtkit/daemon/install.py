@@ -209,7 +209,7 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
             if await loop.run_in_executor(None, create):
                 result.created.append(nd.path)
                 revert.push(f"disk {nd.path}", functools.partial(_unlink, Path(nd.path)))
-        if spec.cloud_init is not None and not spec.cloud_init.disable:
+        if spec.cloud_init is not None:
             seed = await _seed(svc, spec, dom, cloudinit, result)
             revert.push("cloud-init seed", lambda: seed.unlink(missing_ok=True))
             install_disks.append(_cdrom(seed))
@@ -264,5 +264,5 @@ async def _seed(svc: Service, spec: InstallSpec, dom: Domain, cloudinit: Any,
     loop = asyncio.get_running_loop()
     return Path(await loop.run_in_executor(None, lambda: cloudinit.make_seed_iso(
         dest, hostname=dom.name, instance_id=dom.uuid or dom.name, user_data=user_data,
-        meta_data=meta_data, root_password=password, ssh_keys=keys,
+        meta_data=meta_data, root_password=password, ssh_keys=keys, disable=ci.disable,
     )))  # fmt: skip

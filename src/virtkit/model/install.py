@@ -43,7 +43,9 @@ class CloudInit(BaseModel):
     ssh_keys: list[str] = Field(default_factory=list, max_length=32)
     user_data: AbsPath | None = None  # a file on the host
     meta_data: AbsPath | None = None
-    disable: bool = False  # clouduser-ssh-key style options we accept but do not need
+    # virt-install's disable=: cloud-init turns itself off after the first boot (default
+    # when a root password is set: it must not be set again on later boots)
+    disable: bool = False
 
 
 class VolumeRef(BaseModel):

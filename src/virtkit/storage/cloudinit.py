@@ -31,7 +31,11 @@ def generate_password(length: int = PASSWORD_LENGTH) -> str:
 
 
 def default_user_data(
-    root_password: str | None, ssh_keys: list[str], *, password_expire: bool = False
+    root_password: str | None,
+    ssh_keys: list[str],
+    *,
+    password_expire: bool = False,
+    disable: bool = False,
 ) -> str:
     """``#cloud-config`` as virt-install writes it: root password and SSH keys."""
     config: dict[str, Any] = {}
@@ -45,6 +49,8 @@ def default_user_data(
     if keys:
         config["ssh_authorized_keys"] = keys
     config["disable_root"] = False
+    if disable:  # as virt-install: cloud-init does its job once
+        config["runcmd"] = [["touch", "/etc/cloud/cloud-init.disabled"]]
     return "#cloud-config\n" + yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
 
 
@@ -82,6 +88,7 @@ def make_seed_iso(
     ssh_keys: list[str],
     network_config: str | None = None,
     password_expire: bool = False,
+    disable: bool = False,
 ) -> Path:
     """Write a NoCloud seed ISO at ``dest`` (atomically, mode 0600) and return ``dest``.
 
@@ -89,7 +96,9 @@ def make_seed_iso(
     (root password via ``chpasswd``, keys via ``ssh_authorized_keys``, ``disable_root: false``).
     """
     if user_data is None:
-        user_data = default_user_data(root_password, ssh_keys, password_expire=password_expire)
+        user_data = default_user_data(
+            root_password, ssh_keys, password_expire=password_expire, disable=disable
+        )
     if meta_data is None:
         meta_data = default_meta_data(instance_id, hostname)
     files = {"user-data": user_data.encode(), "meta-data": meta_data.encode()}
