@@ -128,6 +128,24 @@ def test_nat_network_dhcp_ping_and_clean_destroy(
     assert dnsmasq_pids(str(d.base)) == [pid]
     assert f"{ips['g2']}/24" in d.cli("domifaddr", "g2").stdout
 
+    # hot plug onto the managed network: the new tap joins its bridge, dnsmasq leases to it
+    hot = "52:54:00:77:00:11"
+    d.cli("attach-interface", "g1", "network", "lan", "--mac", hot, "--live")
+    assert d.cli("domiflist", "g1").stdout.count("lan") == 2
+    on_bridge = in_ns(ns, "ip", "-o", "link", "show", "master", BRIDGE).stdout
+    assert len(on_bridge.splitlines()) == 3, on_bridge
+    r = d.cli("attach-interface", "g2", "network", "lan", "--mac", hot, "--live", check=False)
+    assert r.returncode != 0 and "already used on network 'lan'" in r.stderr, r.stderr
+    dhcp = (
+        "ip link set eth1 up; udhcpc -i eth1 -n -q -t 10 -T 1 -s /usr/share/udhcpc/default.script"
+    )
+    console_roundtrip(d, "g1", dhcp + "; echo UDHCP-$((2+3))", "UDHCP-5")
+    assert hot in d.cli("net-dhcp-leases", "lan").stdout
+    d.cli("detach-interface", "g1", "network", "--mac", hot, "--live")
+    assert d.cli("domiflist", "g1").stdout.count("lan") == 1
+    on_bridge = in_ns(ns, "ip", "-o", "link", "show", "master", BRIDGE).stdout
+    assert len(on_bridge.splitlines()) == 2, on_bridge
+
     # in use: neither destroyed nor undefined; a duplicate MAC on the network is refused
     r = d.cli("net-destroy", "lan", check=False)
     assert r.returncode == 4 and "g1" in r.stderr and "g2" in r.stderr, r.stderr

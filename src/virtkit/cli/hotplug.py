@@ -135,8 +135,8 @@ def cmd_detach_device(ns: argparse.Namespace) -> int:
 
 @args(
     DOMAIN,
-    a("type", choices=["user", "bridge"], help="network type"),
-    a("source", nargs="?", help="the bridge (type bridge)"),
+    a("type", choices=["user", "bridge", "network"], help="interface type"),
+    a("source", nargs="?", help="the bridge (type bridge) or managed network (type network)"),
     a("--model", default="virtio", choices=["virtio", "e1000", "e1000e", "rtl8139"]),
     a("--mac", help="MAC address (default: a random 52:54:00:xx:xx:xx)"),
     a("--target", help="accepted: the host tap name is chosen by virtkit"),
@@ -147,9 +147,10 @@ def cmd_detach_device(ns: argparse.Namespace) -> int:
 )
 @command("attach-interface", "attach a network interface (hot plug with --live)")
 def cmd_attach_interface(ns: argparse.Namespace) -> int:
-    if ns.type == "bridge" and not ns.source:
+    if ns.type in ("bridge", "network") and not ns.source:
+        example = "bridge br0" if ns.type == "bridge" else "network default"
         raise ConfigError(
-            "attach-interface bridge needs the bridge: attach-interface DOM bridge br0"
+            f"attach-interface {ns.type} needs the {ns.type}: attach-interface DOM {example}"
         )
     client(ns).attach_interface(
         ns.domain, ns.type, source=ns.source, model=ns.model, mac=ns.mac, **_flags(ns)
@@ -160,7 +161,7 @@ def cmd_attach_interface(ns: argparse.Namespace) -> int:
 
 @args(
     DOMAIN,
-    a("type", choices=["user", "bridge"], help="network type"),
+    a("type", choices=["user", "bridge", "network"], help="interface type"),
     a("--mac", help="which interface, when there are several of that type"),
     LIVE,
     CONFIG,

@@ -1,5 +1,6 @@
 """attach-interface / detach-interface: NIC hot plug (QMP netdev_add + device_add; bridged
-NICs get their tap from network/taps.py first, pyroute2 running in an executor).
+and managed-network NICs get their tap from network/taps.py first, pyroute2 running in an
+executor; a network NIC's tap joins the network's bridge, where its dnsmasq serves it).
 
 QEMU ids follow qemu/argv.py: netdev ``net<i>``, device ``nic<i>``. A hot-plugged NIC takes
 the first index no device uses; NICs are found again by MAC (qom-get), which survives
@@ -70,11 +71,19 @@ async def attach_interface(
         nic = Nic(type=type_, source=source, model=model, mac=mac or svc.new_mac())
     except ValueError as exc:
         raise ConfigError(f"bad interface for attach-interface: {exc}") from None
-    if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
+    if nic.type is NicType.BRIDGE:
         taps.check_bridges(Domain(name="check", nics=[nic]))
     async with svc.locks.hold(name, "attach-interface"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
+        nets: dict[str, str] = {}
+        if nic.type is NicType.NETWORK:  # defined (live: active, its MAC free on it)
+            from virtkit.daemon.networks import bridges_for
+
+            probe = e.domain.model_copy(update={"nics": [nic]})
+            nets = await bridges_for(svc, probe)
+            if sc.live:
+                taps.check_bridges(probe, nets)
         new_cfg = None
         if sc.config:
             nics = [n.model_dump(mode="json", exclude_defaults=True) for n in e.domain.nics]
@@ -88,7 +97,7 @@ async def attach_interface(
             i = len(cur.nics)
             while i in used.values():
                 i += 1
-            await _plug(mon, cur, i, nic, owner=svc.confiner.owner())
+            await _plug(mon, cur, i, nic, nets, owner=svc.confiner.owner())
             set_live(svc, e, cur.model_copy(update={"nics": [*cur.nics, nic]}))
         if new_cfg is not None:
             set_config(svc, e, new_cfg)
@@ -96,10 +105,11 @@ async def attach_interface(
     return {"mac": nic.mac, "type": str(nic.type), "live": sc.live, "config": sc.config}
 
 
-async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic, owner: int | None = None) -> None:
+async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic, nets: dict[str, str],
+                owner: int | None = None) -> None:  # fmt: skip
     stand_in = _tap_domain(dom, i, nic)
-    if nic.type is NicType.BRIDGE:
-        await _in_executor(lambda: taps.create_taps(stand_in, owner=owner))
+    if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
+        await _in_executor(lambda: taps.create_taps(stand_in, nets, owner=owner))
         netdev = {
             "type": "tap",
             "id": f"net{i}",
@@ -165,7 +175,7 @@ async def detach_interface(
             await wait_deleted(svc, name, f"nic{i}", after)
             with contextlib.suppress(QmpError):
                 await mon.execute("netdev_del", {"id": f"net{i}"})
-            if nic.type is NicType.BRIDGE:
+            if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
                 await _in_executor(taps.remove_taps, _tap_domain(cur, i, nic))
             set_live(svc, e, cur.model_copy(update={"nics": [n for n in cur.nics if n is not nic]}))
         if cfg_nic is not None:

@@ -38,8 +38,12 @@ class AttachDeviceRequest(Flags):
 
 
 class AttachInterfaceRequest(Flags):
-    type: str = Field(pattern=r"^(user|bridge)$")
-    source: str | None = Field(default=None, max_length=15)
+    type: str = Field(pattern=r"^(user|bridge|network)$")
+    source: str | None = Field(
+        default=None,
+        max_length=64,
+        description="bridge (type bridge) or network name (type network)",
+    )
     model: str = Field(default="virtio", pattern=r"^(virtio|e1000|e1000e|rtl8139)$")
     mac: str | None = Field(default=None, max_length=17)
 
