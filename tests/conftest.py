@@ -121,6 +121,16 @@ class Daemon:
         self.proc.wait()
         self.proc = None
 
+    def kill9_during(self, delay: float, *argv: str) -> None:
+        """Run ``virtkit ARGV``, kill -9 the daemon ``delay`` s later, start it again."""
+        cli = subprocess.Popen([*self.prefix, sys.executable, "-m", "virtkit.cli", *argv],
+                               env=self.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        self.kill9()
+        cli.wait(30)
+        self.start()
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -55,13 +54,7 @@ def test_kill9_during_define_leaves_all_or_nothing(daemon: Daemon, tmp_path: Pat
     f = tmp_path / "d.yaml"
     f.write_text("name: dd\nmemory_mib: 64\nvcpus: 1\n")
     for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
-        cli = subprocess.Popen([sys.executable, "-m", "virtkit.cli", "define", str(f)],
-                               env=daemon.env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(delay)
-        daemon.kill9()
-        cli.wait(30)
-        daemon.start()
+        daemon.kill9_during(delay, "define", str(f))
         names = daemon.cli("list", "--all", "--name").stdout.split()
         assert names.count("dd") <= 1, names
         db = sqlite3.connect(daemon.state_dir / "virtkit.db")

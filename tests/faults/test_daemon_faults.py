@@ -34,13 +34,7 @@ def test_kill9_daemon_during_start(daemon: Daemon, tiny: object, tmp_path: Path)
     daemon.cli("define", str(f))
     seen = set()
     for delay in (0.0, 0.05, 0.1, 0.2, 0.35, 0.6, 1.0):
-        cli = subprocess.Popen([sys.executable, "-m", "virtkit.cli", "start", "k9"],
-                               env=daemon.env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(delay)
-        daemon.kill9()
-        cli.wait(30)
-        daemon.start()
+        daemon.kill9_during(delay, "start", "k9")
         pids, state = settle(daemon, "k9")
         assert (len(pids), state) in ((1, "running"), (0, "shut off")), (delay, pids, state)
         listed = daemon.cli("list", "--all").stdout

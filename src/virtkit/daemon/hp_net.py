@@ -108,7 +108,7 @@ async def attach_interface(
 async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic, nets: dict[str, str],
                 owner: int | None = None) -> None:  # fmt: skip
     stand_in = _tap_domain(dom, i, nic)
-    if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
+    if taps.tapped(nic):
         await _in_executor(lambda: taps.create_taps(stand_in, nets, owner=owner))
         netdev = {
             "type": "tap",
@@ -175,7 +175,7 @@ async def detach_interface(
             await wait_deleted(svc, name, f"nic{i}", after)
             with contextlib.suppress(QmpError):
                 await mon.execute("netdev_del", {"id": f"net{i}"})
-            if nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK:
+            if taps.tapped(nic):
                 await _in_executor(taps.remove_taps, _tap_domain(cur, i, nic))
             set_live(svc, e, cur.model_copy(update={"nics": [n for n in cur.nics if n is not nic]}))
         if cfg_nic is not None:

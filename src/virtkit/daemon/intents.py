@@ -1,7 +1,7 @@
 """Intents: multi-step operations that a kill -9 of the daemon could cut in half.
 
 Before its first step that changes a running QEMU or a disk, such an operation writes
-what it is about to do into the table ``intents`` (one row per domain and operation),
+what it is about to do into the store's table ``intents`` (one row per domain and operation),
 and removes the row when it ends, whether it succeeded or failed and undid itself. A
 daemon that finds a row on start was killed in the middle: before it serves requests it
 finishes the operation when the hard part already happened (QEMU has the device, the
@@ -36,12 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("virtkit.daemon")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS intents (
-  domain TEXT NOT NULL, op TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL,
-  PRIMARY KEY (domain, op));
-"""
-
 Handler = Callable[["Service", "Entry", dict[str, Any]], Awaitable[str]]
 
 
@@ -52,14 +46,9 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
-def _ensure(svc: Service) -> None:
-    svc.store.db.executescript(SCHEMA)
-
-
 @contextlib.contextmanager
 def recorded(svc: Service, domain: str, op: str, data: dict[str, Any]) -> Iterator[None]:
     """Record the intent for the duration of the block (call it under the domain lock)."""
-    _ensure(svc)
     with svc.store.tx() as db:
         db.execute("INSERT OR REPLACE INTO intents VALUES (?,?,?,?)",
                    (domain, op, json.dumps(data), time.time()))  # fmt: skip
@@ -69,20 +58,12 @@ def recorded(svc: Service, domain: str, op: str, data: dict[str, Any]) -> Iterat
         _drop(svc, domain, op)
 
 
-def update(svc: Service, domain: str, op: str, data: dict[str, Any]) -> None:
-    """More of the plan is known (a job id, overlay names): keep the row current."""
-    with svc.store.tx() as db:
-        db.execute("UPDATE intents SET data=? WHERE domain=? AND op=?",
-                   (json.dumps(data), domain, op))  # fmt: skip
-
-
 def _drop(svc: Service, domain: str, op: str) -> None:
     with svc.store.tx() as db:
         db.execute("DELETE FROM intents WHERE domain=? AND op=?", (domain, op))
 
 
 def pending(svc: Service) -> list[tuple[str, str, dict[str, Any]]]:
-    _ensure(svc)
     rows = svc.store.db.execute("SELECT domain, op, data FROM intents ORDER BY ts").fetchall()
     return [(d, o, json.loads(x)) for d, o, x in rows]
 

@@ -163,14 +163,20 @@ async def _job(mon: Monitor, job_id: str) -> None:
     raise QmpError(f"QEMU job {job_id} did not finish within {JOB_TIMEOUT_S:g} s")
 
 
-async def _top_nodes(mon: Monitor) -> dict[str, str]:
-    """Device id (= disk target) -> the node at the top of its image chain."""
+async def _inserted(mon: Monitor) -> dict[str, dict[str, Any]]:
+    """Device id (= disk target) -> query-block's ``inserted``: the top of its image chain
+    (``node-name``, and ``file``: what the guest writes to)."""
     out = {}
     for b in await mon.execute("query-block"):
         qdev = str(b.get("qdev", ""))
         if qdev.startswith("/machine/peripheral/") and b.get("inserted"):
-            out[qdev.split("/")[3]] = str(b["inserted"]["node-name"])
+            out[qdev.split("/")[3]] = b["inserted"]
     return out
+
+
+async def _top_nodes(mon: Monitor) -> dict[str, str]:
+    """Device id (= disk target) -> the node at the top of its image chain."""
+    return {t: str(i["node-name"]) for t, i in (await _inserted(mon)).items()}
 
 
 def _monitor(e: Entry) -> Monitor:
@@ -203,7 +209,7 @@ async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
                         "disk-only" if disk_only else "full", state, [], True)  # fmt: skip
         if disk_only:
             plan = _plan_external(e, name)
-            intent = {"snapshot": _snap_json(snap), "overlays": plan}
+            intent = {"snapshot": dataclasses.asdict(snap), "overlays": plan}
             with intents.recorded(svc, domain, "snapshot-create", intent):
                 await _external(svc, e, plan)
                 intents.crash_point("snapshot-create:switched")
@@ -212,7 +218,7 @@ async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
         else:
             _check_internal(disks)
             job = f"snap-save-{int(time.time() * 1000)}"
-            intent = {"snapshot": _snap_json(snap), "job": job if e.active else "",
+            intent = {"snapshot": dataclasses.asdict(snap), "job": job if e.active else "",
                       "paths": [d.path for d in disks]}  # fmt: skip
             with intents.recorded(svc, domain, "snapshot-create", intent):
                 await _internal(e, name, disks, job)
@@ -220,10 +226,6 @@ async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
                 _save(svc, snap)
         svc.bus.publish(domain, "snapshot", f"created {name}")
         return snap.view([])
-
-
-def _snap_json(s: Snapshot) -> dict[str, Any]:
-    return dataclasses.asdict(s)
 
 
 def _check_internal(disks: list[Disk]) -> None:
@@ -264,25 +266,14 @@ def _plan_external(e: Entry, name: str) -> list[dict[str, str]]:
     return plan
 
 
-async def _top_files(mon: Monitor) -> dict[str, str]:
-    """Device id -> the file at the top of its image chain (what the guest writes to)."""
-    out = {}
-    for b in await mon.execute("query-block"):
-        qdev = str(b.get("qdev", ""))
-        if qdev.startswith("/machine/peripheral/") and b.get("inserted"):
-            out[qdev.split("/")[3]] = str(b["inserted"].get("file", ""))
-    return out
-
-
 async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
                     resume: bool = False) -> None:  # fmt: skip
     """Switch each planned disk to its overlay. ``resume`` (recovery after a crash): skip
     the disks QEMU already switched, reuse the overlays already made (still empty)."""
     mon = _monitor(e) if e.active else None
-    nodes = await _top_nodes(mon) if mon else {}
-    tops = await _top_files(mon) if mon and resume else {}
+    tops = await _inserted(mon) if mon else {}
     for p in plan:
-        if mon is not None and tops.get(p["target"]) == p["overlay"]:
+        if resume and tops.get(p["target"], {}).get("file") == p["overlay"]:
             continue
         if mon is not None and resume:  # an overlay node added before the crash holds the
             await _drop_unused_nodes(mon, p["target"])  # file's lock: it goes first
@@ -297,7 +288,7 @@ async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
                 "file": {"driver": "file", "filename": p["overlay"]},
             })  # fmt: skip
             intents.crash_point("snapshot-create:overlay")
-            await mon.execute("blockdev-snapshot", {"node": nodes[p["target"]],
+            await mon.execute("blockdev-snapshot", {"node": tops[p["target"]]["node-name"],
                                                     "overlay": node})  # fmt: skip
     by_target = {p["target"]: p["overlay"] for p in plan}
     new_disks = [

@@ -8,6 +8,7 @@ Tables:
   meta     counters (next domain id), one-time markers (default pool created)
   pools    storage pool definitions: name, uuid, type, target, autostart, active
   volumes  (pool, name) -> recorded format of each known volume (never probed again)
+  intents  (domain, op) -> the plan of a multi-step operation in flight (intents.py)
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ CREATE TABLE IF NOT EXISTS pools (
   autostart INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (
   pool TEXT NOT NULL, name TEXT NOT NULL, format TEXT NOT NULL, PRIMARY KEY (pool, name));
+CREATE TABLE IF NOT EXISTS intents (
+  domain TEXT NOT NULL, op TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL,
+  PRIMARY KEY (domain, op));
 """
 
 MAX_EVENTS = 10000

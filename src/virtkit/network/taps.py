@@ -38,7 +38,8 @@ def check_bridges(dom: Domain, networks: Mapping[str, str] | None = None) -> Non
             )
 
 
-def _tapped(nic: Nic) -> bool:
+def tapped(nic: Nic) -> bool:
+    """A NIC with a host tap (bridged or on a managed network)."""
     return nic.type is NicType.BRIDGE or nic.type is NicType.NETWORK
 
 
@@ -49,7 +50,7 @@ def create_taps(
     made. ``networks``: network name -> bridge of the active managed networks.
     ``owner``: the uid a confined QEMU runs as (it opens the tap without CAP_NET_ADMIN)."""
     made: list[str] = []
-    if not any(_tapped(n) for n in dom.nics):
+    if not any(tapped(n) for n in dom.nics):
         return made
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
@@ -58,7 +59,7 @@ def create_taps(
     with IPRoute() as ipr:
         try:
             for i, nic in enumerate(dom.nics):
-                if not _tapped(nic):
+                if not tapped(nic):
                     continue
                 name = tap_name(dom, i)
                 bridge = nets.get(nic.source or "") if nic.type is NicType.NETWORK else nic.source
@@ -81,7 +82,7 @@ def create_taps(
 
 
 def remove_taps(dom: Domain) -> None:
-    names = [tap_name(dom, i) for i, n in enumerate(dom.nics) if _tapped(n)]
+    names = [tap_name(dom, i) for i, n in enumerate(dom.nics) if tapped(n)]
     if not names:
         return
     from pyroute2 import IPRoute
