@@ -52,9 +52,10 @@ def test_qemu_runs_confined(daemon: Daemon, tiny: object, tmp_path: Path) -> Non
     daemon.wait_console("conf", BOOT)
     [pid] = qemu_pids(str(daemon.run_dir))
     st = status(pid)
-    qemu_uid = pwd.getpwnam("virtkit-qemu").pw_uid
+    qemu_uid = int(st["Uid"].split()[0])  # its own uid, from VIRTKIT_QEMU_UIDS
+    assert 2000000000 <= qemu_uid <= 2000065535
     assert st["Uid"].split() == [str(qemu_uid)] * 4
-    assert "0" not in st["Gid"].split()
+    assert st["Gid"].split() == [str(qemu_uid)] * 4  # and its own group
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert st[cap] == "0000000000000000", cap
     assert st["Seccomp"] == "2"
@@ -81,13 +82,16 @@ def test_qemu_runs_confined(daemon: Daemon, tiny: object, tmp_path: Path) -> Non
     for sock in ("qmp.sock", "serial.sock"):
         sst = (run_dir / sock).stat()
         assert stat.S_IMODE(sst.st_mode) == 0o600 and sst.st_uid == qemu_uid, sock
-    assert img.stat().st_uid == qemu_uid
+    assert img.stat().st_uid == 0  # never chowned: an ACL entry for this QEMU's uid only
+    from virtkit.runtime import access
+
+    assert access.user_perm(str(img), qemu_uid) == access.R | access.W
     assert stat.S_IMODE(tmp_path.stat().st_mode) & 0o007 == 0  # nothing made world-open
 
     # the cgroup (when cgroup v2 is writable here), reported in dominfo either way
     cg = Path(f"/proc/{pid}/cgroup").read_text()
     info = daemon.cli("dominfo", "conf").stdout
-    assert "Confined:       virtkit-qemu" in info, info
+    assert f"Confined:       uid {qemu_uid}" in info, info
     from virtkit.runtime.cgroup import cgroup2_mount
 
     root = cgroup2_mount()
@@ -140,6 +144,8 @@ def test_qemu_runs_confined(daemon: Daemon, tiny: object, tmp_path: Path) -> Non
 
     daemon.cli("destroy", "conf")
     assert not qemu_pids(str(daemon.run_dir))
+    assert access.user_perm(str(img), qemu_uid) == 0  # given back when it stopped
+    assert not Path(f"/run/virtkit-uids/{qemu_uid}").exists()
     if scope is not None:
         assert not scope.exists()
     for v1scope in scopes:  # removed with QEMU's exit (retried a second later)

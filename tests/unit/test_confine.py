@@ -11,7 +11,7 @@ import pytest
 
 from virtkit.daemon.autorestart import RestartPolicy
 from virtkit.daemon.settings import Settings
-from virtkit.errors import ConfigError
+from virtkit.errors import ConfigError, HostError
 from virtkit.runtime import access, cgroup, confine
 
 
@@ -102,9 +102,27 @@ def test_acl_entries_and_mask() -> None:
     assert access._parse(access.encode(again)) == again
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
-def test_grant_path_reaches_through_private_directories(tmp_path: Path) -> None:
-    uid, gid = 54321, 54321
+def _lend(path: Path, uid: int, perm: int) -> list[access.Borrow]:
+    planned = access.plan(str(path), uid, (uid,), perm)
+    for b in planned:
+        access.apply(b)
+    return planned
+
+
+def _state(p: Path) -> tuple[int, int, int, bytes | None]:
+    st = p.stat()
+    try:
+        acl: bytes | None = os.getxattr(p, access.XATTR)
+    except OSError:
+        acl = None
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), acl
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the QEMU uid is not ours to test as a user")
+def test_lent_access_reaches_through_private_directories_and_is_given_back(
+    tmp_path: Path,
+) -> None:
+    uid = 2000054321
     private = tmp_path / "a" / "b"
     private.mkdir(parents=True)
     for d in (tmp_path / "a", private):
@@ -113,17 +131,50 @@ def test_grant_path_reaches_through_private_directories(tmp_path: Path) -> None:
     ro.write_bytes(b"k")
     ro.chmod(0o600)
     rw.write_bytes(b"d")
-    rw.chmod(0o600)
-    try:
-        access.grant_path(str(ro), uid, (gid,), write=False, gid=gid)
-        access.grant_path(str(rw), uid, (gid,), write=True, gid=gid)
-    except Exception as exc:  # a filesystem without ACLs
-        pytest.skip(str(exc))
+    rw.chmod(0o640)
+    paths = [tmp_path / "a", private, ro, rw]
+    before = {p: _state(p) for p in paths}
+    lent = _lend(ro, uid, access.R) + _lend(rw, uid, access.R | access.W)
     assert access.user_perm(str(private), uid) == access.X
     assert access.user_perm(str(tmp_path / "a"), uid) == access.X
     assert access.user_perm(str(ro), uid) == access.R
-    assert rw.stat().st_uid == uid and stat.S_IMODE(rw.stat().st_mode) == 0o600
+    assert access.user_perm(str(rw), uid) == access.R | access.W
+    assert rw.stat().st_uid == 0  # no owner is changed: an ACL entry for that uid only
     assert stat.S_IMODE(private.stat().st_mode) & 0o007 == 0  # not opened to others
+    access.revert_all(lent, lambda u: False)
+    assert {p: _state(p) for p in paths} == before  # owner, mode and ACL as they were
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the QEMU uid is not ours to test as a user")
+def test_two_guests_share_a_file_and_an_admins_acl_survives(tmp_path: Path) -> None:
+    base = tmp_path / "base.img"
+    base.write_bytes(b"b")
+    base.chmod(0o600)
+    admin = access.with_user(access._from_mode(0o600), 1234, access.R)  # setfacl -m u:1234:r
+    os.setxattr(base, access.XATTR, access.encode(admin))
+    before = _state(base)
+    a, b = 2000000001, 2000000002
+    ours = lambda u: u in (a, b)  # noqa: E731
+    lent_a = _lend(base, a, access.R)
+    lent_b = _lend(base, b, access.R)
+    access.revert_all(lent_a, ours)  # the first guest stops: the second keeps its access
+    assert access.user_perm(str(base), a) == 0
+    assert access.user_perm(str(base), b) == access.R
+    assert access.user_perm(str(base), 1234) == access.R
+    access.revert_all(lent_b, ours)
+    assert _state(base) == before
+
+
+def test_a_plan_made_before_a_file_is_replaced_is_not_applied(tmp_path: Path) -> None:
+    f = tmp_path / "disk.img"
+    f.write_bytes(b"x")
+    f.chmod(0o600)
+    [plan] = [b for b in access.plan(str(f), 2000000003, (), access.R) if b.path == str(f)]
+    (tmp_path / "other").write_bytes(b"new")
+    (tmp_path / "other").rename(f)  # another inode under the same name
+    with pytest.raises(HostError, match="replaced"):
+        access.apply(plan)
+    assert "replaced" in access.revert(plan, lambda u: False)
 
 
 def test_wrapper_drops_everything() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from virtkit.daemon import intents
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
-from virtkit.model.domain import Disk, DiskBus, DiskDevice, DiskFormat, Domain
+from virtkit.model.domain import Disk, DiskBus, DiskDevice, DiskFormat, DiskType, Domain
 from virtkit.qemu.qmp import Monitor
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def _blockdev_args(disk: Disk, node: str) -> tuple[dict[str, Any], dict[str, Any
         "no-flush": disk.cache.value == "unsafe",
     }
     proto = {
-        "driver": "file",
+        "driver": "host_device" if disk.type is DiskType.BLOCK else "file",
         "filename": disk.path,
         "node-name": f"{node}-file",
         "read-only": disk.readonly,
@@ -266,9 +266,10 @@ async def attach_disk(
                     "use --config for sata/scsi and restart the guest"
                 )
             probe = cur.model_copy(update={"disks": [disk]})
+            svc._check_files(probe)  # the path may be given to a guest (host/diskpaths)
             svc._check_disk_users(name, probe)
             await asyncio.get_running_loop().run_in_executor(None, svc._check_chains, probe)
-            await svc.confiner.expose(disk.path, write=not disk.readonly)
+            await svc.confiner.expose(e, disk.path, write=not disk.readonly)
             plan = {"disk": disk.model_dump(mode="json", exclude_defaults=True),
                     "config": sc.config}  # fmt: skip
             with intents.recorded(svc, name, "attach-disk", plan):

@@ -97,7 +97,7 @@ async def attach_interface(
             i = len(cur.nics)
             while i in used.values():
                 i += 1
-            await _plug(mon, cur, i, nic, nets, owner=svc.confiner.owner())
+            await _plug(mon, cur, i, nic, nets, owner=e.sup.record.qemu_uid if e.sup else None)
             set_live(svc, e, cur.model_copy(update={"nics": [*cur.nics, nic]}))
         if new_cfg is not None:
             set_config(svc, e, new_cfg)

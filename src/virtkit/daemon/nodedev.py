@@ -204,7 +204,7 @@ async def attach_hostdev(
                 group = pci.read_device(svc.host, address).iommu_group
                 for node in ("/dev/vfio/vfio", f"/dev/vfio/{group}"):  # a confined QEMU opens
                     if svc.host.path(node).exists():
-                        await svc.confiner.expose(str(svc.host.path(node)), write=True)
+                        await svc.confiner.expose(e, str(svc.host.path(node)), write=True)
                 await device_add_pci(
                     monitor(e), cur, {"driver": "vfio-pci", "host": address,
                                       "id": _plugged_id(address)}

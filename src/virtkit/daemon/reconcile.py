@@ -61,6 +61,10 @@ async def reconcile(svc: Service) -> None:
     from virtkit.daemon import intents
 
     await intents.recover(svc)  # operations a crash cut short: finished or undone
+    for name in svc.store.borrowing_domains():  # guests that stopped while we were away,
+        held = svc.entries.get(name)  # or a start a crash cut short: give their files back
+        if held is None or not held.active:
+            svc.confiner.give_back(name)
     for name, e in list(svc.entries.items()):
         if e.autostart and not e.active:
             svc.background(_autostart(svc, name))

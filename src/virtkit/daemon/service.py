@@ -36,7 +36,15 @@ from virtkit.host.bootfiles import check_pvh_kernel
 from virtkit.host.facts import HOST, HostRoot
 from virtkit.host.facts import tsc_khz as _tsc_khz
 from virtkit.host.pci import Writer, sysfs_write
-from virtkit.model.domain import Action, Disk, DiskDevice, DiskFormat, Domain, normalize
+from virtkit.model.domain import (
+    Action,
+    Disk,
+    DiskDevice,
+    DiskFormat,
+    DiskType,
+    Domain,
+    normalize,
+)
 from virtkit.model.profile import is_microvm
 from virtkit.model.state import ACTIVE_STATES, Reason, State
 from virtkit.network import taps
@@ -119,7 +127,8 @@ class Service:
         self.locks = OpLocks(self.settings.lock_wait_s)
         self.bus = EventBus(self.store)
         self.accel = AccelResolver(paths)
-        self.confiner = Confiner(paths, self.settings)
+        self.confiner = Confiner(paths, self.settings, self.store)
+        self.confiner.is_running = lambda n: n in self.entries and self.entries[n].active
         self.restarts = RestartPolicy()
         self.new_uuid = new_uuid
         self.new_mac = new_mac
@@ -179,6 +188,7 @@ class Service:
         with contextlib.suppress(OSError):
             shutil.rmtree(sup.record.run_dir)
         self.confiner.release(*(sup.record.cgroup_dirs or [sup.record.cgroup]))
+        self.confiner.give_back(sup.name)  # owner/ACL changes undone, its uid freed
         with contextlib.suppress(VirtkitError):
             booted = domain_from_mapping(sup.record.domain, "runtime record")
             asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, booted)
@@ -272,6 +282,18 @@ class Service:
                 check_chain(Path(d.path), "qcow2", allowed)
 
     def _check_files(self, dom: Domain) -> None:
+        """Every file the domain names exists and may be given to a guest (host/diskpaths)."""
+        from virtkit.host.diskpaths import check_path
+
+        pools = (*self.pool_targets(), self.paths.state_dir / "images")
+        private = (self.paths.state_dir, self.paths.run_dir)
+        for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
+            if p:
+                check_path(p, label, private=private, allowed=pools, host=self.host)
+        for d in dom.disks:
+            ro = d.readonly or d.device is DiskDevice.CDROM
+            check_path(d.path, f"disk {d.target or d.path}", block=d.type is DiskType.BLOCK,
+                       write=not ro, private=private, allowed=pools, host=self.host)  # fmt: skip
         missing = []
         for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
             if p and not os.path.isfile(p):
@@ -333,6 +355,7 @@ class Service:
                     current=str(e.state),
                     required="shut off",
                 )
+            self.confiner.give_back(name)  # nothing normally: a stop gave everything back
             self.store.delete_domain(name)
             del self.entries[name]
         self.locks.forget(name)
@@ -407,9 +430,10 @@ class Service:
             argv, plugs = hotplugged(argv, layout)
             argv = apply_layout(argv, layout)
         pools = [*self.pool_targets(), self.paths.state_dir / "images"]
-        conf = await asyncio.get_running_loop().run_in_executor(
-            None, self.confiner.prepare, dom, run_dir, rp, accel.value, pools
-        )
+        conf = await self.confiner.prepare(dom, run_dir, rp, accel.value, pools)
+        from virtkit.daemon.intents import crash_point
+
+        crash_point("start:lent")  # files lent to its uid, QEMU not started yet
         record = RuntimeRecord(
             name=name, uuid=dom.uuid or "", id=self.store.next_id(), pid=0, start_time=0,
             argv=argv, qmp=rp.qmp, serial=rp.serial, pidfile=rp.pidfile,
@@ -436,6 +460,8 @@ class Service:
             )  # fmt: skip
         except BaseException:
             self.confiner.release(*conf.cgroup_dirs)
+            self.confiner.give_back(name)
+            self.confiner.release_uid(name, conf.uid)
             release_managed(self, dom)
             await asyncio.get_running_loop().run_in_executor(None, taps.remove_taps, dom)
             self.store.drop_runtime(name, State.SHUTOFF, Reason.FAILED)
@@ -445,6 +471,7 @@ class Service:
             raise
         e.sup = sup
         e.state, e.reason = sup.state, sup.reason
+        self.confiner.launched(name, conf.uid, sup.record.pid)
         self.store.put_runtime(name, record.to_json(), sup.state, sup.reason)
         how = "restored" if incoming_fd is not None else "booted"
         how = "waiting for a migration" if incoming_defer else how
@@ -605,7 +632,8 @@ class Service:
 
         d["managed_save"] = managed_save_path(self, dom).exists()
         if rec is not None and rec.qemu_uid is not None:
-            d.update(confined=self.settings.qemu_user, cgroup=rec.cgroup,
+            who = self.settings.qemu_user if self.confiner.uids is None else "uid"
+            d.update(confined=f"{who} {rec.qemu_uid}", cgroup=rec.cgroup,
                      cgroup_limits=rec.cgroup_limits,
                      confinement_note=rec.confinement_note)  # fmt: skip
         d["tainted"] = sorted(set(e.extra.get("tainted", [])) | taint_reasons(dom))
@@ -660,6 +688,7 @@ class Service:
 
     async def adopt(self, e: Entry, record: RuntimeRecord) -> None:
         sup = await Supervisor.attach(record, self.hooks, self.policy(e.domain))
+        self.confiner.launched(record.name, record.qemu_uid, record.pid)
         e.sup = sup
         e.state, e.reason = sup.state, sup.reason
 

@@ -20,7 +20,10 @@ class Settings:
     memory_allocation_ratio: float = 1.5  # VIRTKIT_MEMORY_ALLOCATION_RATIO
     # VIRTKIT_CONFINE: auto (= on for a system-mode daemon running as root) | on | off
     confine: str = "auto"
-    qemu_user: str = "virtkit-qemu"  # VIRTKIT_QEMU_USER: the account confined QEMUs run as
+    # VIRTKIT_QEMU_UIDS: FIRST-LAST, one uid (and gid) per running QEMU from this range, or
+    # 'shared': every confined QEMU runs as VIRTKIT_QEMU_USER (runtime/uids.py)
+    qemu_uids: str = "2000000000-2000065535"
+    qemu_user: str = "virtkit-qemu"  # VIRTKIT_QEMU_USER: the account of qemu_uids=shared
     listen_tls: str = ""  # VIRTKIT_LISTEN_TLS: ADDR:PORT of the TLS listener ('' = none)
     tls_dir: str = ""  # VIRTKIT_TLS_DIR: ca.pem, server.pem, server-key.pem ('' = STATE/pki)
     # VIRTKIT_UI_LISTEN: the browser listener (web UI, consoles) HOST:PORT, 'none' = off
@@ -43,4 +46,7 @@ class Settings:
                     raise ConfigError(f"{key} must be between 0 and 3600{unit}")
         if values.get("confine", "auto") not in ("auto", "on", "off"):
             raise ConfigError(f"VIRTKIT_CONFINE={values['confine']!r}: use auto, on or off")
+        from virtkit.runtime.uids import parse_range
+
+        parse_range(values.get("qemu_uids", cls.qemu_uids))  # ConfigError naming the fix
         return cls(**values)

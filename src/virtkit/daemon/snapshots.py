@@ -281,7 +281,7 @@ async def _external(svc: Service, e: Entry, plan: list[dict[str, str]], *,
             await _img("create", "-q", "-f", "qcow2", "-b", p["base"], "-F", p["base_format"],
                        p["overlay"])  # fmt: skip
         if mon is not None:
-            await svc.confiner.expose(p["overlay"], write=True)
+            await svc.confiner.expose(e, p["overlay"], write=True)
             node = f"snap-{p['target']}-{int(time.time() * 1000) % 10**9}"
             await mon.execute("blockdev-add", {
                 "driver": "qcow2", "node-name": node, "backing": None,
@@ -442,7 +442,7 @@ async def _merge_back(svc: Service, e: Entry, snap: Snapshot) -> None:
         mon = _monitor(e)
         nodes = await _top_nodes(mon)
         for target in by_target:
-            await svc.confiner.expose(by_target[target]["base"], write=True)  # reopened rw
+            await svc.confiner.expose(e, by_target[target]["base"], write=True)  # reopened rw
             job = f"commit-{target}-{int(time.time() * 1000)}"
             await mon.execute("block-commit", {"job-id": job, "device": nodes[target]})
             await _job(mon, job)

@@ -9,6 +9,8 @@ Tables:
   pools    storage pool definitions: name, uuid, type, target, autostart, active
   volumes  (pool, name) -> recorded format of each known volume (never probed again)
   intents  (domain, op) -> the plan of a multi-step operation in flight (intents.py)
+  borrows  domain -> each owner/ACL change made on a host path for its QEMU, with what
+           it replaced (runtime/access.py); reverted when the guest stops
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ CREATE TABLE IF NOT EXISTS pools (
   autostart INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (
   pool TEXT NOT NULL, name TEXT NOT NULL, format TEXT NOT NULL, PRIMARY KEY (pool, name));
+CREATE TABLE IF NOT EXISTS borrows (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, domain TEXT NOT NULL, uid INTEGER NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS borrows_domain ON borrows (domain);
 CREATE TABLE IF NOT EXISTS intents (
   domain TEXT NOT NULL, op TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL,
   PRIMARY KEY (domain, op));
@@ -161,6 +167,35 @@ class Store:
         with self.tx(durable=False) as db:
             db.execute("DELETE FROM runtime WHERE name=?", (name,))
             db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
+
+    # -- borrowed host paths (owner/mode/ACL changes to undo) --------------------------------
+
+    def add_borrows(self, domain: str, uid: int, items: list[dict[str, Any]]) -> None:
+        """Recorded durably before QEMU may use them: a crash leaves nothing unrecorded."""
+        if not items:
+            return
+        with self.tx() as db:
+            db.executemany(
+                "INSERT INTO borrows (domain, uid, data) VALUES (?,?,?)",
+                [(domain, uid, json.dumps(i)) for i in items],
+            )
+
+    def borrows(self, domain: str) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.db.execute(
+            "SELECT seq, data FROM borrows WHERE domain=? ORDER BY seq", (domain,)
+        ).fetchall()
+        return [(seq, json.loads(data)) for seq, data in rows]
+
+    def borrowing_domains(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT domain FROM borrows")]
+
+    def move_borrows(self, domain: str, heir: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE borrows SET domain=? WHERE domain=?", (heir, domain))
+
+    def drop_borrows(self, seqs: list[int]) -> None:
+        with self.tx() as db:
+            db.executemany("DELETE FROM borrows WHERE seq=?", [(s,) for s in seqs])
 
     def load_states(self) -> dict[str, tuple[str, str]]:
         rows = self.db.execute("SELECT name, state, reason FROM domstate").fetchall()

@@ -31,7 +31,7 @@ clock offset=utc with rtc/pit/hpet timers, pm          ignored (virtkit's clock 
 resource/partition, seclabel type=none                 ignored
 on_poweroff, on_reboot, on_crash                       mapped (destroy/restart/preserve)
 devices/emulator                                       emulator
-disk type=file device=disk|cdrom                       disks (bus ide is taken as sata)
+disk type=file|block device=disk|cdrom                 disks (bus ide is taken as sata)
 interface type=user|bridge|network                     nics (user: portForward = hostfwd)
 serial/console type=pty (target serial)                serial = True
 graphics type=vnc                                      graphics (listen, port, passwd)
@@ -52,7 +52,7 @@ from virtkit.formats import osinfo
 from virtkit.formats.libvirt_xml_node import LIBOSINFO_NS, VIRTKIT_NS
 from virtkit.formats.libvirt_xml_read import read_domain
 from virtkit.formats.libvirt_xml_tune import write_hostdevs, write_numa, write_tuning
-from virtkit.model.domain import Accel, Domain, GraphicsType, NicType, disk_targets
+from virtkit.model.domain import Accel, DiskType, Domain, GraphicsType, NicType, disk_targets
 
 __all__ = ["LIBOSINFO_NS", "VIRTKIT_NS", "domain_from_xml", "domain_to_xml"]
 
@@ -132,10 +132,10 @@ def _devices(root: ET.Element, dom: Domain) -> None:
     if dom.emulator:
         _sub(devs, "emulator", dom.emulator)
     for disk, target in zip(dom.disks, disk_targets(dom.disks), strict=True):
-        el = _sub(devs, "disk", type="file", device=disk.device.value)
+        el = _sub(devs, "disk", type=disk.type.value, device=disk.device.value)
         fmt = disk.format.value if disk.format else "raw"
         _sub(el, "driver", name="qemu", type=fmt, cache=disk.cache.value)
-        _sub(el, "source", file=disk.path)
+        _sub(el, "source", **{"dev" if disk.type is DiskType.BLOCK else "file": disk.path})
         _sub(el, "target", dev=target, bus=disk.bus.value if disk.bus else "virtio")
         if disk.readonly:
             _sub(el, "readonly")

@@ -26,10 +26,12 @@ _HANDLED = (
 
 
 def _disk(node: Node) -> dict[str, Any]:
-    node.only("type", "file")
+    kind = node.only("type", "file", "block", default="file")
     device = node.only("device", "disk", "cdrom", default="disk")
     node.ignore(*DEVICE_NOISE)
     disk: dict[str, Any] = {"device": device, "format": "raw"}  # libvirt: no type = raw
+    if kind == "block":
+        disk["type"] = "block"
     if (driver := node.child("driver")) is not None:
         driver.only("name", "qemu")
         if (fmt := driver.only("type", "qcow2", "raw")) is not None:
@@ -41,12 +43,13 @@ def _disk(node: Node) -> dict[str, Any]:
             disk["cache"] = cache
         driver.only("discard", "unmap", "ignore")  # a space optimization; no effect on data
     source = node.child("source")
+    attr = "dev" if kind == "block" else "file"
     if source is None:
         raise ConfigError(
-            f"domain XML: {node.path} has no <source file=...> (an empty "
+            f"domain XML: {node.path} has no <source {attr}=...> (an empty "
             "cdrom drive is not supported)"
         )
-    disk["path"] = source.need("file")
+    disk["path"] = source.need(attr)
     source.ignore_attrs("index")
     if (backing := node.child("backingStore")) is not None and len(backing.el):
         raise unsupported(f"{backing.path} (a backing chain)")

@@ -56,6 +56,14 @@ class DiskDevice(StrEnum):
     CDROM = "cdrom"
 
 
+class DiskType(StrEnum):
+    """What the disk path is (libvirt's ``<disk type=...>``): an image file or a host block
+    device. A block device is used only when the domain says so (never by accident)."""
+
+    FILE = "file"
+    BLOCK = "block"
+
+
 class DiskFormat(StrEnum):
     QCOW2 = "qcow2"
     RAW = "raw"
@@ -153,6 +161,7 @@ class Boot(_Strict):
 
 class Disk(_Strict):
     path: AbsPath
+    type: DiskType = DiskType.FILE
     format: DiskFormat | None = None
     device: DiskDevice = DiskDevice.DISK
     bus: DiskBus | None = None

@@ -21,6 +21,7 @@ from virtkit.model.domain import (
     Disk,
     DiskBus,
     DiskDevice,
+    DiskType,
     Domain,
     GraphicsType,
     Nic,
@@ -107,7 +108,8 @@ def _disk(i: int, disk: Disk) -> list[str]:
         "cache.no-flush": disk.cache.value == "unsafe",
     }
     proto = opts(
-        driver="file", filename=disk.path, node_name=f"{node}-file",
+        driver="host_device" if disk.type is DiskType.BLOCK else "file", filename=disk.path,
+        node_name=f"{node}-file",
         read_only=disk.readonly, **cache,
     )  # fmt: skip
     fmtnode = opts(

@@ -38,6 +38,15 @@ class QemuUser:
     groups: tuple[int, ...] = ()  # supplementary groups (the group of /dev/kvm)
 
 
+def kvm_groups(kvm_dev: str = "/dev/kvm") -> tuple[int, ...]:
+    """The supplementary group a QEMU needs for /dev/kvm (its group, when not root's)."""
+    try:
+        kvm_gid = os.stat(kvm_dev).st_gid
+    except OSError:
+        return ()
+    return (kvm_gid,) if kvm_gid != 0 else ()
+
+
 def lookup_user(name: str, kvm_dev: str = "/dev/kvm") -> QemuUser:
     """The unprivileged account QEMU runs as, or HostError saying how to create it."""
     try:
@@ -50,14 +59,7 @@ def lookup_user(name: str, kvm_dev: str = "/dev/kvm") -> QemuUser:
         ) from None
     if pw.pw_uid == 0:
         raise HostError(f"the QEMU user {name!r} is root; name an unprivileged account")
-    groups: tuple[int, ...] = ()
-    try:
-        kvm_gid = os.stat(kvm_dev).st_gid
-    except OSError:
-        kvm_gid = 0
-    if kvm_gid != 0:
-        groups = (kvm_gid,)
-    return QemuUser(name, pw.pw_uid, pw.pw_gid, groups)
+    return QemuUser(name, pw.pw_uid, pw.pw_gid, kvm_groups(kvm_dev))
 
 
 def setpriv_binary() -> str:
