@@ -142,6 +142,56 @@ def test_password_login_and_logout(api: Run) -> None:
     api(scenario)
 
 
+def test_login_form_origin_rules(api: Run) -> None:
+    """The login page makes the browser send its Origin; only our own may log in (OWASP)."""
+
+    async def scenario(a: Api) -> None:
+        password = web(a).auth.password_file.read_text().strip()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        body = f"password={password}&next=/ui/"
+        async with browser(a) as c:
+            r = await c.get("/ui/login")
+            # no-referrer would make Chromium send "Origin: null" on the form's POST
+            assert r.headers["referrer-policy"] == "same-origin"
+            assert "form-action 'self'" in r.headers["content-security-policy"]
+            assert (await c.get("/v1/domains")).headers["referrer-policy"] == "same-origin"
+            ours = {"Origin": BASE, "Sec-Fetch-Site": "same-origin",
+                    "Referer": f"{BASE}/ui/login?next=/ui/"}  # fmt: skip
+            r = await c.post("/ui/login", content="password=wrong&next=/ui/",
+                             headers=form | ours)  # fmt: skip
+            assert r.status_code == 401 and "text/html" in r.headers["content-type"]
+            assert "Wrong password" in r.text and 'name="password"' in r.text
+            assert "web-password" in r.text
+            foreign = [
+                {"Origin": "null"},  # sandboxed frame, data: URL, a no-referrer page
+                {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+                {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+                {"Origin": "http://127.0.0.1:8739"},  # another port is another origin
+                {"Origin": BASE, "Sec-Fetch-Site": "same-site"},
+                {"Sec-Fetch-Site": "cross-site"},
+                {"Referer": "http://evil.example/login.html"},
+            ]
+            for headers in foreign:
+                r = await c.post("/ui/login", content=body, headers=form | headers)
+                assert r.status_code == 403, headers
+                assert "text/html" in r.headers["content-type"], headers
+                assert "refused" in r.text and 'name="password"' in r.text, headers
+                assert "set-cookie" not in r.headers, headers
+            assert (await c.get("/v1/domains")).status_code == 401
+            for headers in ({"Referer": f"{BASE}/ui/login"}, {"Sec-Fetch-Site": "none"}, ours):
+                c.cookies.clear()
+                r = await c.post("/ui/login", content=body, headers=form | headers)
+                assert r.status_code == 303 and r.headers["location"] == "/ui/", headers
+                assert (await c.get("/v1/domains")).status_code == 200
+            # the rest of the API: Origin "null" is foreign there too
+            csrf = c.cookies[CSRF_COOKIE]
+            r = await c.post("/v1/domains/nosuch/start",
+                             headers={"X-Virtkit-CSRF": csrf, "Origin": "null"})  # fmt: skip
+            assert r.status_code == 403
+
+    api(scenario)
+
+
 def test_websockets_need_session_and_origin(api: Run) -> None:
     async def scenario(a: Api) -> None:
         gate = WebGate(app_of(a), web(a).auth)

@@ -4,13 +4,17 @@ From the page: create the tiny guest (kernel + initrd, VNC graphics) with the cr
 form, see it running, type into its serial console (xterm.js) and read the answer,
 see its VGA framebuffer in noVNC (the canvas is not blank; a screenshot is kept),
 watch the list's live state and sparklines, force it off. Screenshots go to the
-test's tmp dir, or to $VIRTKIT_TEST_SHOTS when set.
+test's tmp dir, or to $VIRTKIT_TEST_SHOTS when set. And the password form, as from
+another machine: a wrong password, the right one, and the form posted from elsewhere.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon
+from virtkit.daemon.webauth import PASSWORD_FILE
 
 pytestmark = pytest.mark.qemu
 
@@ -146,3 +151,80 @@ def test_web_manager_creates_a_vm_and_drives_its_consoles(
     assert errors == [], errors
     if os.environ.get("VIRTKIT_TEST_SHOTS") is None:
         shutil.rmtree(shots, ignore_errors=True)
+
+
+def host_address() -> str:
+    """An address of this host other machines would use (127.0.0.1 if it has none)."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    for link in json.loads(out or "[]"):
+        for addr in link.get("addr_info", []):
+            if addr.get("local"):
+                return str(addr["local"])
+    return "127.0.0.1"
+
+
+@pytest.fixture
+def lan_daemon() -> Iterator[Daemon]:
+    """A daemon whose browser listener is on the host's network address, as for a LAN."""
+    base = Path(tempfile.mkdtemp(prefix="vk", dir="/tmp"))
+    d = Daemon(base)
+    d.env["VIRTKIT_UI_LISTEN"] = f"{host_address()}:0"
+    d.start()
+    try:
+        yield d
+    finally:
+        d.cleanup()
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+FOREIGN_FORM = """<!doctype html><form id="f" method="post" action="{action}">
+<input name="password" value="{password}"><input name="next" value="/ui/"></form>
+<script>document.getElementById('f').submit()</script>"""
+
+
+def test_password_form_logs_in_from_another_machine(lan_daemon: Daemon, browser: Any) -> None:
+    """What a person at another machine does: open /ui/login, type the password, submit."""
+    ui = lan_daemon.cli("ui", "--no-login")  # the address, and where the password is
+    url = ui.stdout.strip()
+    base = url.split("/ui/", 1)[0]
+    assert url == f"{base}/ui/" and base.startswith(f"http://{host_address()}:"), url
+    password_file = lan_daemon.state_dir / PASSWORD_FILE
+    assert str(password_file) in ui.stderr
+    password = password_file.read_text().strip()
+    page = browser.new_page()
+
+    # A wrong password: the login page again, saying so (not a JSON error).
+    page.goto(f"{base}/ui/")
+    assert "/ui/login" in page.url
+    page.fill("input[name=password]", "not-the-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("p.error")
+    assert "Wrong password" in (page.text_content("p.error") or "")
+    assert page.locator("input[name=password]").count() == 1
+
+    # The right one: the manager.
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=No machines yet")
+    assert page.url == f"{base}/ui/"
+    page.click("#logout")
+    page.wait_for_url("**/ui/login")
+
+    # The same form posted from another site, or from an opaque (null) origin: refused,
+    # even with the right password, and no session is made.
+    foreign = browser.new_page()
+    form = FOREIGN_FORM.format(action=f"{base}/ui/login", password=password)
+    foreign.route("http://evil.example/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=form))  # fmt: skip
+    with foreign.expect_navigation(url=f"{base}/ui/login"):
+        foreign.goto("http://evil.example/")  # a real cross-origin POST
+    assert "refused" in (foreign.text_content("p.error") or "")
+    foreign.goto("about:blank")  # an opaque origin: the browser sends Origin: null
+    with foreign.expect_navigation(url=f"{base}/ui/login"):
+        foreign.evaluate(
+            "([html]) => { document.body.innerHTML = html; document.forms[0].submit(); }", [form]
+        )
+    assert "refused" in (foreign.text_content("p.error") or "")
+    page.goto(f"{base}/ui/")
+    assert "/ui/login" in page.url

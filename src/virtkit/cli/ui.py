@@ -48,7 +48,9 @@ def cmd_ui(ns: argparse.Namespace) -> int:
         return 4
     url = str(info["url"]) if ns.no_login else _link(c, "/ui/")
     say(url)
-    if not ns.no_login:
+    if ns.no_login:
+        warn(f"(log in with the password in {info['password_file']})")
+    else:
         warn("(the link logs in once, within 2 minutes; the password is in "
              f"{info['password_file']})")  # fmt: skip
     if ns.open and not open_browser(url):

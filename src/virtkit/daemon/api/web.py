@@ -146,9 +146,9 @@ def page_router(web: WebState) -> APIRouter:
         if token:
             dest = web.auth.use_login_token(token)
             if dest is None:
-                return _login_page(next, EXPIRED)
+                return login_page(next, EXPIRED)
             return _logged_in(web.auth, request, dest)  # where the link was made for
-        return _login_page(next, "")
+        return login_page(next, "")
 
     @r.post("/ui/login")
     async def login_post(request: Request) -> Response:
@@ -156,7 +156,7 @@ def page_router(web: WebState) -> APIRouter:
         password = form.get("password", [""])[0]
         nxt = form.get("next", ["/ui/"])[0]
         if not web.auth.check_password(password):
-            return _login_page(nxt, "Wrong password.", status=401)
+            return login_page(nxt, WRONG_PASSWORD, status=401)
         return _logged_in(web.auth, request, safe_next(nxt))
 
     @r.post("/ui/logout")
@@ -182,6 +182,10 @@ def _logged_in(auth: WebAuth, request: Request, dest: str) -> Response:
     return resp
 
 
+WRONG_PASSWORD = (
+    "Wrong password. It is the line in web-password in the daemon's state directory "
+    "(`virtkit ui --no-login` on the host says where)."
+)
 EXPIRED = "This login link was used already or has expired. Run `virtkit ui` for a new one."
 LOGIN_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>virtkit: log in</title>
@@ -190,7 +194,8 @@ LOGIN_HTML = """<!doctype html>
 <body class="login"><main class="card">
 <h1>virtkit</h1>
 <p>Run <code>virtkit ui</code> on the host for a one-time login link, or enter the password
-from the daemon's state directory (<code>web-password</code>).</p>
+from the file <code>web-password</code> in the daemon's state directory
+(<code>virtkit ui --no-login</code> says where).</p>
 {error}
 <form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{next}">
@@ -200,7 +205,7 @@ from the daemon's state directory (<code>web-password</code>).</p>
 """
 
 
-def _login_page(next_path: str, error: str, status: int = 200) -> HTMLResponse:
+def login_page(next_path: str, error: str, status: int = 200) -> HTMLResponse:
     err = f'<p class="error">{html.escape(error)}</p>' if error else ""
     body = LOGIN_HTML.format(error=err, next=html.escape(safe_next(next_path)))
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
