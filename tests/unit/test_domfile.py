@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from virtkit.errors import ConfigError
 from virtkit.formats.domfile import (
@@ -153,9 +154,45 @@ def test_unquoted_all_digit_mac_stays_a_string() -> None:
 
 
 def test_base60_is_not_a_number() -> None:
-    assert "memory_mib: Input should be a valid integer" in config_error(
+    assert 'memory_mib: expected an integer, got "1:30"' in config_error(
         "name: web\nmemory_mib: 1:30\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("vcpus: true", "vcpus: expected an integer, got true"),
+        ("vcpus: 1.0", "vcpus: expected an integer, got 1.0"),
+        ('memory_mib: "64"', 'memory_mib: expected an integer, got "64"'),
+        ("max_vcpus: false", "max_vcpus: expected an integer, got false"),
+        ("serial: 1", "serial: expected a boolean (true or false), got 1"),
+        ('boot: {uefi: "true"}', 'boot.uefi: expected a boolean (true or false), got "true"'),
+        ("topology: {sockets: 1.5}", "topology.sockets: expected an integer, got 1.5"),
+        ("graphics: {type: vnc, port: '5901'}", 'graphics.port: expected an integer, got "5901"'),
+        ("disks: [{path: /d.img, readonly: 0}]",
+         "disks.0.readonly: expected a boolean (true or false), got 0"),
+        ("numa: {cells: [{cpus: '0', memory_mib: 64.0}]}",
+         "numa.cells.0.memory_mib: expected an integer, got 64.0"),
+    ],
+)  # fmt: skip
+def test_lax_numbers_and_flags_are_refused(text: str, expect: str) -> None:
+    # lax conversion would define a guest the user did not write (issue 12)
+    body = (
+        f"name: web\n{text}\n" if "memory_mib" in text else f"name: web\nmemory_mib: 64\n{text}\n"
+    )
+    assert expect in config_error(body)
+    assert expect in config_error(json.dumps(yaml.safe_load(body)))  # the API's JSON too
+
+
+def test_strict_types_keep_enums_as_strings() -> None:
+    dom = domain_from_text(
+        "name: web\nmemory_mib: 64\nvcpus: 2\nserial: false\n"
+        "disks: [{path: /d.img, bus: virtio, format: raw, device: disk}]\n"
+        "nics: [{type: user, model: e1000}]\ngraphics: {type: vnc, port: 5901}\n"
+    )
+    assert (dom.vcpus, dom.serial, dom.disks[0].bus.value) == (2, False, "virtio")
+    assert dom.graphics.port == 5901
 
 
 @pytest.mark.parametrize(

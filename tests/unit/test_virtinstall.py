@@ -354,20 +354,23 @@ def test_new_disk_format_is_explicit_even_for_img_suffix() -> None:
 
 
 def test_default_disk_for_media_installs() -> None:
+    # a new disk without path= is a volume of the daemon's default pool: the daemon picks
+    # the file (under its own state directory), not the client (issue 12)
     p = parse("--name auto --memory 1024 --os-variant fedora40 --cdrom /iso/f.iso")
-    assert p.spec.new_disks[0].path == "/var/lib/virtkit/images/auto.qcow2"
-    assert p.spec.new_disks[0].size_bytes == 20 * 1024**3
-    p = parse("--name two --memory 1024 --location /iso/f.iso --disk size=5 --disk size=6")
-    assert [n.path for n in p.spec.new_disks] == [
-        "/var/lib/virtkit/images/two.qcow2",
-        "/var/lib/virtkit/images/two-1.qcow2",
-    ]
-    assert "--disk is required in session mode" in error(
-        "--name s --memory 512 --cdrom /iso/f.iso", unprivileged=True
+    nd = p.spec.new_disks[0]
+    assert (nd.pool, nd.volume, nd.path) == ("default", "auto.qcow2",
+                                              "/virtkit-volume/default/auto.qcow2")  # fmt: skip
+    assert p.spec.domain.disks[0].path == nd.path
+    assert nd.size_bytes == 20 * 1024**3
+    p = parse(
+        "--name two --memory 1024 --location /iso/f.iso --disk size=5 --disk size=6,format=raw"
     )
-    assert "needs a storage pool" in error(
-        "--name s --memory 512 --cdrom /iso/f.iso --disk size=4", unprivileged=True
-    )
+    assert [n.volume for n in p.spec.new_disks] == ["two.qcow2", "two-1.img"]
+    # session daemons have a default pool too
+    p = parse("--name s --memory 512 --cdrom /iso/f.iso --disk size=4", unprivileged=True)
+    assert p.spec.new_disks[0].pool == "default"
+    p = parse("--name s --memory 512 --cdrom /iso/f.iso --disk /d/s.qcow2,size=4")
+    assert (p.spec.new_disks[0].path, p.spec.new_disks[0].pool) == ("/d/s.qcow2", None)
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,9 @@ def _vol(ns: argparse.Namespace, c: Any) -> tuple[str, str]:
 @command("vol-create-as", "create a volume in a storage pool")
 def cmd_vol_create_as(ns: argparse.Namespace) -> int:
     spec = {"name": ns.name, "capacity": ns.capacity, "format": ns.format,
-            "allocation": ns.allocation, "backing_vol": ns.backing_vol,
+            # --prealloc-metadata: qcow2 metadata now, data on write (0 < allocation < size)
+            "allocation": ns.allocation or ("1" if ns.prealloc_metadata else None),
+            "backing_vol": ns.backing_vol,
             "backing_vol_format": ns.backing_vol_format}  # fmt: skip
     client(ns).create_volume(ns.pool, spec)
     say(f"Vol {ns.name} created")

@@ -118,7 +118,8 @@ def allow_memlock(need: int, pid: int = 0) -> None:
         ) from None
 
 
-def host_checks(svc: Service, name: str, dom: Domain) -> None:
+def host_checks(svc: Service, name: str, dom: Domain, *, dry_run: bool = False) -> None:
+    """Refuse a start this host cannot give (``dry_run``: check only, bind no device)."""
     overcommit.check_start(svc, name, dom)
     if dom.numatune is not None:
         have = numa.node_ids(svc.host) or [0]
@@ -135,6 +136,13 @@ def host_checks(svc: Service, name: str, dom: Domain) -> None:
             check_cpus(svc.host, parse_cpuset(pin.cpuset), f"vcpupin of vCPU {pin.vcpu}")
         if dom.cputune.emulatorpin:
             check_cpus(svc.host, parse_cpuset(dom.cputune.emulatorpin), "emulatorpin")
+    if dry_run:  # managed devices are bound to vfio-pci by the start itself: exist is enough
+        for dev in dom.hostdevs:
+            if dev.managed:
+                pci.read_device(svc.host, dev.address)
+        unmanaged = [h for h in dom.hostdevs if not h.managed]
+        check_hostdevs(svc.host, dom.model_copy(update={"hostdevs": unmanaged}))
+        return
     moved: list[str] = []
     try:
         claim_managed(svc, name, dom, moved)

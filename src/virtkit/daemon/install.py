@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virtkit.errors import ConfigError, NotFoundError
+from virtkit.errors import ConfigError, HostError, NotFoundError
 from virtkit.model.domain import (
     Action,
     Boot,
@@ -41,6 +41,8 @@ from virtkit.model.domain import (
     normalize,
 )
 from virtkit.model.install import InstallMethod, InstallSpec
+from virtkit.model.profile import is_microvm
+from virtkit.qemu.argv import RunPaths, build_argv
 
 if TYPE_CHECKING:
     from virtkit.daemon.service import Service
@@ -132,6 +134,65 @@ async def _resolve_volumes(svc: Service, spec: InstallSpec) -> InstallSpec:
     return spec.model_copy(update={"domain": domain, "volumes": []})
 
 
+def _place_new_disks(svc: Service, spec: InstallSpec) -> InstallSpec:
+    """``--disk size=N`` without path=: the daemon, not the client, picks the file: a free
+    name in the pool's directory (``default`` lives under this daemon's state directory)."""
+    from virtkit.daemon.pools import manager
+
+    if not any(nd.pool for nd in spec.new_disks):
+        return spec
+    mgr = manager(svc)
+    wished = {nd.volume for nd in spec.new_disks if nd.volume}
+    taken: set[str] = set()
+    moved: dict[str, str] = {}
+    new = []
+    for nd in spec.new_disks:
+        if nd.pool is None or nd.volume is None:
+            new.append(nd)
+            continue
+        _, target = mgr.active(nd.pool)
+        known = mgr.db.volumes(nd.pool)
+        stem, dot, ext = nd.volume.rpartition(".")
+        name, i = nd.volume, 0
+        while (
+            name in taken
+            or (name != nd.volume and name in wished)
+            or name in known
+            or os.path.lexists(target / name)
+        ):
+            i += 1
+            name = f"{stem}-{i}{dot}{ext}" if dot else f"{nd.volume}-{i}"
+        taken.add(name)
+        moved[nd.path] = str(target / name)
+        new.append(nd.model_copy(update={"path": str(target / name), "volume": name}))
+    disks = [d.model_copy(update={"path": moved[d.path]}) if d.path in moved else d
+             for d in spec.domain.disks]  # fmt: skip
+    domain = spec.domain.model_copy(update={"disks": disks})
+    return spec.model_copy(update={"domain": domain, "new_disks": new})
+
+
+async def _create_disks(svc: Service, spec: InstallSpec, revert: RevertStack,
+                        result: InstallResult) -> None:  # fmt: skip
+    from virtkit.daemon.pools import manager
+    from virtkit.storage import disks
+
+    loop = asyncio.get_running_loop()
+    for nd in spec.new_disks:
+        if nd.pool is not None and nd.volume is not None:  # a volume the pool records
+            mgr = manager(svc)
+            await mgr.vol_create(nd.pool, nd.volume, nd.size_bytes, nd.format.value,
+                                 None if nd.sparse else nd.size_bytes, None, None)  # fmt: skip
+            result.created.append(nd.path)
+            revert.push(f"volume {nd.path}", functools.partial(mgr.vol_delete, nd.pool,
+                                                                nd.volume))  # fmt: skip
+            continue
+        create = functools.partial(disks.create_disk, Path(nd.path), nd.size_bytes,
+                                   nd.format.value, sparse=nd.sparse)  # fmt: skip
+        if await loop.run_in_executor(None, create):
+            result.created.append(nd.path)
+            revert.push(f"disk {nd.path}", functools.partial(_unlink, Path(nd.path)))
+
+
 def _cdrom(path: Path) -> Disk:
     return Disk(path=str(path), device=DiskDevice.CDROM, bus=DiskBus.SATA, format=DiskFormat.RAW)
 
@@ -155,8 +216,9 @@ def _inject(initrd: Path, files: list[str], out: Path) -> Path:
 
 
 async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False) -> InstallResult:
-    from virtkit.storage import cloudinit, disks, location
+    from virtkit.storage import cloudinit, location
 
+    spec = _place_new_disks(svc, spec)
     if spec.volumes:
         spec = await _resolve_volumes(svc, spec)
     _precheck(svc, spec)
@@ -169,10 +231,12 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
     try:
         install_disks = list(dom.disks)
         install_boot: Boot | None = None
+        work_dir: Path | None = None  # where the installer's kernel, initrd (and ISO) go
         if spec.method is InstallMethod.LOCATION:
             assert spec.location is not None
             work = boot_dir if not dry_run else svc.paths.cache_dir / f"dry-{name}-{os.getpid()}"
             work.mkdir(parents=True, exist_ok=True)
+            work_dir = work
             revert.push("boot files", lambda: shutil.rmtree(work, ignore_errors=True))
             last = [0.0]
 
@@ -197,18 +261,21 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
                                 cmdline=spec.extra_args)  # fmt: skip
             if media.iso is not None:
                 install_disks.append(_cdrom(media.iso))
+        booted = dom
+        if install_boot is not None or spec.method is InstallMethod.CDROM:
+            order = ["cdrom", "hd"] if spec.method is InstallMethod.CDROM else list(dom.boot.order)
+            booted = dom.model_copy(update={
+                "boot": install_boot or dom.boot.model_copy(update={"order": order}),
+                "disks": install_disks,
+            })  # fmt: skip
+        await _preflight(svc, spec, dom, booted, dry_run=dry_run, ours=work_dir)
         if dry_run:
             await revert.run()
             from virtkit.formats.redact import public_mapping
 
             result.domain = public_mapping(dom)  # no secrets in API output
             return result
-        for nd in spec.new_disks:
-            create = functools.partial(disks.create_disk, Path(nd.path), nd.size_bytes,
-                                       nd.format.value, sparse=nd.sparse)  # fmt: skip
-            if await loop.run_in_executor(None, create):
-                result.created.append(nd.path)
-                revert.push(f"disk {nd.path}", functools.partial(_unlink, Path(nd.path)))
+        await _create_disks(svc, spec, revert, result)
         if spec.cloud_init is not None:
             seed = await _seed(svc, spec, dom, cloudinit, result)
             revert.push("cloud-init seed", lambda: seed.unlink(missing_ok=True))
@@ -242,6 +309,76 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
     except BaseException:
         await revert.run()
         raise
+
+
+async def _preflight(svc: Service, spec: InstallSpec, dom: Domain, booted: Domain, *,
+                     dry_run: bool, ours: Path | None) -> None:  # fmt: skip
+    """What define and start will check, made before anything is created: the same
+    checks (the same functions), so a dry run fails where the real install would.
+    ``dom`` is the final definition, ``booted`` the installer's boot of it. The disks the
+    install creates do not exist yet, and the installer files virtkit fetched into
+    ``ours`` are its own: both are left out of the file checks."""
+    from virtkit.daemon import networks
+    from virtkit.daemon.hoststart import host_checks
+    from virtkit.daemon.roles import check_domain
+    from virtkit.model.domain import NicType
+    from virtkit.model.network import DEFAULT_NETWORK
+    from virtkit.network import taps
+
+    new = {nd.path for nd in spec.new_disks}
+    mine = str(ours) + "/" if ours is not None else None
+
+    def existing(d: Domain) -> Domain:
+        disks = [x for x in d.disks if x.path not in new
+                 and not (mine and x.path.startswith(mine))]  # fmt: skip
+        out = d.model_copy(update={"disks": disks})
+        if mine and (d.boot.kernel or "").startswith(mine):
+            out = out.model_copy(update={"boot": dom.boot})
+        return out
+
+    loop = asyncio.get_running_loop()
+    check_domain(dom, [*svc.pool_targets(), svc.paths.state_dir / "images"])  # as define
+    for e in svc.entries.values():
+        if dom.uuid is not None and e.domain.uuid == dom.uuid:
+            raise ConfigError(f"uuid {dom.uuid} is already used by domain {e.domain.name!r}")
+    ci = spec.cloud_init
+    if ci is not None:
+        for label, f in (("root-password-file", ci.root_password_file),
+                         ("user-data", ci.user_data), ("meta-data", ci.meta_data),
+                         *(("ssh-key", k) for k in ci.ssh_keys)):  # fmt: skip
+            if f and not os.path.isfile(f):
+                raise NotFoundError(f"--cloud-init {label} file {f} does not exist")
+    for d in (existing(dom), existing(booted)):  # as define, then as start
+        svc._check_files(d)
+    svc._check_disk_users(dom.name, existing(booted))
+    # the NICs: bridges exist, networks are defined and active (``default`` is made on
+    # first use by the start itself, so a missing one is fine here)
+    made_on_use = DEFAULT_NETWORK
+    if networks.manager(svc).db.get(made_on_use) is not None:
+        made_on_use = ""
+    nics = [n for n in booted.nics if not (n.type is NicType.NETWORK and n.source == made_on_use)]
+    wired = booted.model_copy(update={"nics": nics})
+    taps.check_bridges(wired, await networks.bridges_for(svc, wired))
+    host_checks(svc, dom.name, booted, dry_run=True)  # overcommit, NUMA, pinning, vfio
+    await loop.run_in_executor(None, svc._check_chains, existing(booted))
+    if not dry_run:
+        return  # the start probes QEMU and builds its command line itself
+    if booted.boot.uefi:
+        from virtkit.host.firmware import find_ovmf
+
+        if find_ovmf() is None:
+            raise HostError(
+                "UEFI boot needs OVMF firmware, which is not installed: "
+                "apt-get install ovmf (or --boot uefi=off)"
+            )
+    caps = await svc.caps_for(booted)
+    accel, _ = await svc.accel.resolve(booted.accel, caps)
+    if not is_microvm(booted):
+        rp = RunPaths(qmp="/dev/null", serial="/dev/null", pidfile="/dev/null",
+                      console_log="/dev/null",
+                      firmware_code="/dev/null" if booted.boot.uefi else None,
+                      nvram="/dev/null" if booted.boot.uefi else None)  # fmt: skip
+        build_argv(booted, caps, rp, accel)  # the devices, machine and CPU QEMU can give
 
 
 async def _seed(svc: Service, spec: InstallSpec, dom: Domain, cloudinit: Any,

@@ -224,6 +224,16 @@ class PoolManager:
             "(`virtkit pool-refresh POOL` after copying files in by hand)"
         )
 
+    def forget_removed(self, paths: list[Path]) -> None:
+        """Files deleted outside vol-delete (undefine --remove-all-storage): drop their
+        records, so vol-list does not show them and their names are free again."""
+        for path in paths:
+            if os.path.lexists(path):
+                continue
+            with contextlib.suppress(NotFoundError):
+                pool, name = self.lookup_path(str(path))
+                self.db.drop_volume(pool, name)
+
     # -- pools -----------------------------------------------------------------------------
 
     def define(self, name: str, type_: str, target: str) -> dict[str, Any]:
@@ -318,9 +328,18 @@ class PoolManager:
         async with self.locks.hold(f"volume {pool}/{name}"):
             if name in self.db.volumes(pool):
                 raise ConfigError(f"storage volume {name!r} already exists in pool {pool!r}")
-            path = await asyncio.to_thread(
+            job = asyncio.ensure_future(asyncio.to_thread(
                 V.create_volume, target, name, capacity, fmt, allocation=alloc, backing=backing
-            )
+            ))  # fmt: skip
+            try:
+                path = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # the caller went away, the thread goes on: record what it makes, so no
+                # file hides from vol-list and blocks the name
+                with contextlib.suppress(Exception):
+                    await job
+                    self.db.put_volume(pool, name, fmt)
+                raise
             self.db.put_volume(pool, name, fmt)
         return await self.vol_info(pool, path.name)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from virtkit.errors import ForbiddenError
 from virtkit.model.domain import Domain
+from virtkit.model.install import is_placeholder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,11 +96,13 @@ def check_install(svc: Service, spec: InstallSpec) -> None:
     if ROLE.get() != REMOTE:
         return
     allowed = allowed_dirs(svc)
-    check_domain(spec.domain, allowed)
+    # pool volumes (vol=POOL/NAME, size=N without path=) are placed in a pool by the daemon
+    disks = [d for d in spec.domain.disks if not is_placeholder(d.path)]
+    check_domain(spec.domain.model_copy(update={"disks": disks}), allowed)
     paths = [p for p in (spec.cdrom, spec.location_kernel, spec.location_initrd) if p]
     if spec.location and "://" not in spec.location:
         paths.append(spec.location)
-    paths += [*spec.initrd_inject, *(d.path for d in spec.new_disks)]
+    paths += [*spec.initrd_inject, *(d.path for d in spec.new_disks if d.pool is None)]
     ci = spec.cloud_init
     if ci is not None:
         paths += [p for p in (ci.root_password_file, ci.user_data, ci.meta_data) if p]

@@ -146,6 +146,10 @@ async def undefine(svc: Service, name: str, *, remove_all_storage: bool = False,
         except OSError as exc:
             res.removed = [r for r in res.removed if r["path"] != str(p)]
             res.kept.append({"target": "", "path": str(p), "reason": f"{exc.strerror}"})
+    if doomed:
+        from virtkit.daemon.pools import manager
+
+        manager(svc).forget_removed(doomed)
     if managed_save and save.exists():
         save.unlink(missing_ok=True)
         res.managed_save_removed = True

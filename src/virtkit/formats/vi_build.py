@@ -29,10 +29,16 @@ from virtkit.model.domain import (
     Topology,
     check_name,
 )
-from virtkit.model.install import InstallMethod, InstallSpec, NewDisk, VolumeRef
+from virtkit.model.install import (
+    InstallMethod,
+    InstallSpec,
+    NewDisk,
+    VolumeRef,
+    volume_placeholder,
+)
 
 M = TypeVar("M", bound=BaseModel)
-IMAGE_DIR = "/var/lib/virtkit/images"  # the system image directory (virt-install's default pool)
+DEFAULT_POOL = "default"  # --disk size=N without path=: a new volume of the daemon's pool
 
 
 def _method(d: Draft) -> InstallMethod:
@@ -145,11 +151,6 @@ def _disks(d: Draft, os: OsInfo | None, method: InstallMethod) -> tuple[list[Dis
         if method is InstallMethod.IMPORT:
             raise ConfigError("--import needs a --disk path=/existing/image to boot from")
         if method in (InstallMethod.LOCATION, InstallMethod.CDROM):
-            if d.unprivileged:
-                raise ConfigError(
-                    "--disk is required in session mode: give --disk "
-                    "path=/absolute/file.qcow2,size=GiB (or --disk none)"
-                )
             drafts = [DiskDraft(path=None, size_gib=float(os.disk_gib if os else 20))]
             d.warnings.append(f"no --disk given: creating a {drafts[0].size_gib:g} GiB disk")
     disks: list[Disk] = []
@@ -157,20 +158,19 @@ def _disks(d: Draft, os: OsInfo | None, method: InstallMethod) -> tuple[list[Dis
     counter = 0
     for dd in drafts:
         path = dd.path
-        if path is None:
-            if d.unprivileged:
-                raise ConfigError(
-                    "--disk size= without path= needs a storage pool (issue 4); "
-                    "give path=/absolute/file.qcow2"
-                )
+        fmt = dd.format
+        volume = None
+        if path is None:  # a new volume of the daemon's default pool (it picks the file)
+            fmt = fmt or DiskFormat.QCOW2
             suffix = f"-{counter}" if counter else ""
             counter += 1
-            path = f"{IMAGE_DIR}/{d.name}{suffix}.qcow2"
-        fmt = dd.format
+            volume = f"{d.name}{suffix}{'.img' if fmt is DiskFormat.RAW else '.qcow2'}"
+            path = volume_placeholder(DEFAULT_POOL, volume)
         if dd.size_gib is not None:
             fmt = fmt or DiskFormat.QCOW2
             size = round(dd.size_gib * GIB)
-            new.append(NewDisk(path=path, size_bytes=size, format=fmt, sparse=dd.sparse))
+            new.append(NewDisk(path=path, size_bytes=size, format=fmt, sparse=dd.sparse,
+                               pool=DEFAULT_POOL if volume else None, volume=volume))  # fmt: skip
         bus = dd.bus
         if bus is None and dd.device is DiskDevice.DISK and os is not None:
             bus = os.disk_bus

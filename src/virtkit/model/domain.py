@@ -16,10 +16,11 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from virtkit.model.hostfeat import CpuTune, Hostdev, Numa, NumaTune, check_domain
 from virtkit.model.profile import check_microvm
+from virtkit.model.strict import StrictModel
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
@@ -103,7 +104,7 @@ class Action(StrEnum):
     PRESERVE = "preserve"
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 

@@ -19,7 +19,9 @@ import re
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from virtkit.model.strict import StrictModel
 
 if TYPE_CHECKING:
     from virtkit.model.domain import Domain
@@ -76,7 +78,7 @@ def ranges(numbers: list[int]) -> list[str]:
     return format_cpuset(numbers).split(",") if numbers else []
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 

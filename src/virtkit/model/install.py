@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from virtkit.model.domain import AbsPath, DiskFormat, Domain
+from virtkit.model.strict import StrictModel
 
 MAX_DISK_BYTES = 64 * 1024**4  # 64 TiB: larger is a typo, not a disk
 
@@ -24,17 +25,24 @@ class InstallMethod(StrEnum):
     BOOT = "boot"  # kernel=/initrd= given directly with --boot (or nothing to install)
 
 
-class NewDisk(BaseModel):
-    """A disk image to create before the install (virt-install --disk path=...,size=N)."""
+class NewDisk(StrictModel):
+    """A disk image to create before the install (virt-install --disk path=...,size=N).
+
+    Without path= (``--disk size=N``) the disk is a new volume of the daemon's storage
+    pool ``pool`` (``default``, under the daemon's state directory): ``path`` is then
+    :func:`volume_placeholder` and the daemon picks the file (``volume`` is the wished
+    name; a free variant of it is taken if a file of that name exists)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: AbsPath
     size_bytes: int = Field(gt=0, le=MAX_DISK_BYTES)
     format: DiskFormat = DiskFormat.QCOW2
     sparse: bool = True
+    pool: str | None = Field(default=None, min_length=1, max_length=64)
+    volume: str | None = Field(default=None, min_length=1, max_length=255)
 
 
-class CloudInit(BaseModel):
+class CloudInit(StrictModel):
     """--cloud-init: a NoCloud seed ISO attached as a CD-ROM on first boot."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,7 +56,7 @@ class CloudInit(BaseModel):
     disable: bool = False
 
 
-class VolumeRef(BaseModel):
+class VolumeRef(StrictModel):
     """``--disk vol=POOL/NAME``: domain.disks[index] is this pool volume; the daemon
     fills in its path and format (the parser cannot know them)."""
 
@@ -58,11 +66,19 @@ class VolumeRef(BaseModel):
     name: str = Field(min_length=1, max_length=255)
 
 
+VOLUME_PREFIX = "/virtkit-volume/"
+
+
 def volume_placeholder(pool: str, name: str) -> str:
-    return f"/virtkit-volume/{pool}/{name}"
+    """The path a disk has until the daemon puts the pool volume's real path in place."""
+    return f"{VOLUME_PREFIX}{pool}/{name}"
 
 
-class InstallSpec(BaseModel):
+def is_placeholder(path: str) -> bool:
+    return path.startswith(VOLUME_PREFIX)
+
+
+class InstallSpec(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     domain: Domain  # the final, persistent definition (boots from disk after the install)

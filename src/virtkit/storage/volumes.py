@@ -250,19 +250,26 @@ def create_volume(
     allocation: int = 0,
     backing: tuple[Path, str] | None = None,
 ) -> Path:
-    """Create a new volume (never clobbers). ``backing`` is (path, format), already checked."""
+    """Create a new volume (never clobbers). ``backing`` is (path, format), already checked.
+
+    The image is made under a hidden temporary name and linked into place only when
+    complete: a failure (a full disk, qemu-img refusing, a crash) never leaves a
+    half-made file under the volume's name; temporaries go now, or at the next start.
+    """
     check_format(fmt)
     check_capacity(capacity)
     if backing is not None and fmt != "qcow2":
         raise ConfigError("only qcow2 volumes can have a backing volume; use --format qcow2")
     path = volume_path(target, name, must_exist=False)
-    fd = _open_new(path.parent, name)
+    tmp = f"{TEMP_PREFIX}create-{uuid.uuid4().hex[:12]}"
+    tmp_path = path.parent / tmp
+    fd = _open_new(path.parent, tmp)
+    what = f"creating volume {path}"
     try:
         if fmt == "raw":
             os.ftruncate(fd, capacity)
             if allocation > 0:
                 os.posix_fallocate(fd, 0, min(allocation, capacity))
-            os.fsync(fd)
         else:
             argv = [qemu_img(), "create", "-q", "-f", "qcow2"]
             if backing is not None:
@@ -271,13 +278,32 @@ def create_volume(
                 argv += ["-o", "preallocation=falloc"]
             elif allocation > 0:
                 argv += ["-o", "preallocation=metadata"]
-            _run([*argv, str(path), str(capacity)], f"creating volume {path}")
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+            _run([*argv, str(tmp_path), str(capacity)], what)
+        os.fsync(fd)  # complete and durable before it appears under its name
+        with pool_dir(path.parent) as dfd:
+            try:
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                raise ConfigError(
+                    f"a file named {name!r} appeared in {path.parent}; pick another name"
+                ) from None
+    except OSError as exc:
+        raise _write_error(exc, what, path.parent) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
     return path
+
+
+def _write_error(exc: OSError, what: str, target: Path) -> HostError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HostError(
+            f"{what}: no space left in {target} ({exc.strerror}); free space there, "
+            "create a smaller or sparse volume (no --allocation), or use another pool"
+        )
+    return HostError(f"{what}: {exc.strerror}")
 
 
 def resize_volume(path: Path, fmt: str, capacity: int, *, shrink: bool) -> None:
