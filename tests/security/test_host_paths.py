@@ -192,8 +192,14 @@ def test_owner_mode_acl_audit_two_guests(daemon: Daemon, tiny: object, tmp_path:
         (daemon.run_dir / "qemu").mkdir(parents=True, exist_ok=True)
         (daemon.state_dir / "log").mkdir(parents=True, exist_ok=True)
         before = audit(watched, tmp_path)
-        define(daemon, tmp_path, tiny, "ga", f"  - path: {a_img}\n  - path: {base}\n"
-               f"    format: raw\n    readonly: true\n  - path: {media}\n    device: cdrom\n")
+        define(
+            daemon,
+            tmp_path,
+            tiny,
+            "ga",
+            f"  - path: {a_img}\n  - path: {base}\n"
+            f"    format: raw\n    readonly: true\n  - path: {media}\n    device: cdrom\n",
+        )
         define(daemon, tmp_path, tiny, "gb", f"  - path: {b_img}\n  - path: {base}\n"
                f"    format: raw\n    readonly: true\n  - path: {dev}\n    type: block\n"
                "    format: raw\n")  # fmt: skip

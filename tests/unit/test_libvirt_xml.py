@@ -367,6 +367,24 @@ def with_(old: str, new: str) -> str:
     return DUMPXML.replace(old, new, 1)
 
 
+def test_block_disk_round_trip() -> None:
+    """libvirt's <disk type='block'><source dev=.../>: a host block device, kept as such."""
+    from virtkit.model.domain import DiskType
+
+    text = with_("<disk type='file' device='disk'>", "<disk type='block' device='disk'>")
+    src = text[text.index("<disk type='block'") :]
+    src = src[src.index("<source ") :]
+    src = src[: src.index("/>") + 2]
+    dom = domain_from_xml(text.replace(src, "<source dev='/dev/vdb'/>", 1))
+    [disk] = [d for d in dom.disks if d.path == "/dev/vdb"]
+    assert disk.type is DiskType.BLOCK
+    out = domain_to_xml(dom)
+    assert '<disk type="block" device="disk">' in out or "type='block'" in out
+    assert 'dev="/dev/vdb"' in out or "dev='/dev/vdb'" in out
+    again = domain_from_xml(out)
+    assert [d.type for d in again.disks if d.path == "/dev/vdb"] == [DiskType.BLOCK]
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
@@ -429,8 +447,8 @@ def with_(old: str, new: str) -> str:
             "/domain/on_crash='coredump-destroy'",
         ),
         (
-            with_("<disk type='file' device='disk'>", "<disk type='block' device='disk'>"),
-            "/domain/devices/disk/@type='block'",
+            with_("<disk type='file' device='disk'>", "<disk type='network' device='disk'>"),
+            "/domain/devices/disk/@type='network'",
         ),
         (with_("<memory unit='KiB'>", "<memory unit='parsecs'>"), "/domain/memory/@unit='parsecs'"),
         (

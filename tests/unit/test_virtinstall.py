@@ -703,3 +703,15 @@ def test_disk_from_pool_volume() -> None:
     assert p.spec.domain.disks[0].bus is DiskBus.SATA  # the daemon fills in path and format
     q = parse("--name v --memory 256 --import --disk pool=p2,source.volume=a.raw")
     assert (q.spec.volumes[0].pool, q.spec.volumes[0].name) == ("p2", "a.raw")
+
+
+def test_disk_under_dev_is_a_block_device() -> None:
+    """virt-install --disk path=/dev/sdX: a host block device (libvirt <disk type='block'>)."""
+    from virtkit.formats.virtinstall import parse_install_args
+    from virtkit.model.domain import DiskType
+
+    spec = parse_install_args(["--name", "b", "--memory", "256", "--import",
+                               "--disk", "path=/dev/vdb", "--disk", "path=/srv/a.qcow2",
+                               "--graphics", "none"])  # fmt: skip
+    types = {d.path: d.type for d in spec.spec.domain.disks}
+    assert types == {"/dev/vdb": DiskType.BLOCK, "/srv/a.qcow2": DiskType.FILE}

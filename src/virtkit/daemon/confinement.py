@@ -172,7 +172,7 @@ class Confiner:
     # -- per start ---------------------------------------------------------------------------
 
     async def prepare(self, dom: Domain, run_dir: Path, rp: RunPaths, accel: str,
-                      pools: list[Path]) -> Prepared:  # fmt: skip
+                      pools: list[Path], devices: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
         """Pick the uid, lend the files, make the cgroup, build the prefix. On failure
         everything done so far is given back. The store is written on the event loop's
         thread only; the slow parts (backing chains, cgroups) run in a worker thread."""
@@ -183,7 +183,7 @@ class Confiner:
         try:
             wants = await loop.run_in_executor(None, self._wants, dom, run_dir, rp,
                                                accel, pools)  # fmt: skip
-            self._borrow(dom.name, u, wants)
+            self._borrow(dom.name, u, [*wants, *((d, R | W) for d in devices)])
             return await loop.run_in_executor(None, self._finish, dom, u, run_dir)
         except BaseException:
             self.give_back(dom.name)

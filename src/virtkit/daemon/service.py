@@ -285,7 +285,9 @@ class Service:
         """Every file the domain names exists and may be given to a guest (host/diskpaths)."""
         from virtkit.host.diskpaths import check_path
 
-        pools = (*self.pool_targets(), self.paths.state_dir / "images")
+        # pools, and the installer kernels the daemon itself takes from install media
+        pools = (*self.pool_targets(), self.paths.state_dir / "images",
+                 self.paths.state_dir / "boot")  # fmt: skip
         private = (self.paths.state_dir, self.paths.run_dir)
         for label, p in (("kernel", dom.boot.kernel), ("initrd", dom.boot.initrd)):
             if p:
@@ -430,7 +432,8 @@ class Service:
             argv, plugs = hotplugged(argv, layout)
             argv = apply_layout(argv, layout)
         pools = [*self.pool_targets(), self.paths.state_dir / "images"]
-        conf = await self.confiner.prepare(dom, run_dir, rp, accel.value, pools)
+        conf = await self.confiner.prepare(dom, run_dir, rp, accel.value, pools,
+                                           self._vfio_nodes(dom))  # fmt: skip
         from virtkit.daemon.intents import crash_point
 
         crash_point("start:lent")  # files lent to its uid, QEMU not started yet
@@ -479,6 +482,19 @@ class Service:
         if not sup.alive:  # exited between launch and registration
             self._on_exit(sup, await sup.wait_exit())
         return e
+
+    def _vfio_nodes(self, dom: Domain) -> tuple[str, ...]:
+        """The VFIO device nodes QEMU opens for the domain's host devices."""
+        from virtkit.host import pci
+
+        nodes: list[str] = []
+        for h in dom.hostdevs:
+            group = pci.read_device(self.host, h.address).iommu_group
+            for node in ("/dev/vfio/vfio", f"/dev/vfio/{group}"):
+                p = str(self.host.path(node))
+                if os.path.exists(p) and p not in nodes:
+                    nodes.append(p)
+        return tuple(nodes)
 
     def _firmware(self, dom: Domain) -> tuple[str | None, str | None]:
         """UEFI: OVMF code and this domain's own variable store (copied on first boot)."""

@@ -22,6 +22,7 @@ from virtkit.model.domain import (
     DiskBus,
     DiskDevice,
     DiskFormat,
+    DiskType,
     Domain,
     Graphics,
     GraphicsType,
@@ -176,6 +177,7 @@ def _disks(d: Draft, os: OsInfo | None, method: InstallMethod) -> tuple[list[Dis
             bus = os.disk_bus
         fields: dict[str, Any] = {
             "path": path,
+            "type": _disk_type(path),
             "device": dd.device,
             "format": fmt,
             "bus": bus,
@@ -187,8 +189,14 @@ def _disks(d: Draft, os: OsInfo | None, method: InstallMethod) -> tuple[list[Dis
             fields["cache"] = dd.cache
         disks.append(_valid(Disk, "--disk", fields))
     if d.cdrom:
-        disks.append(Disk(path=d.cdrom, device=DiskDevice.CDROM, bus=DiskBus.SATA, readonly=True))
+        disks.append(Disk(path=d.cdrom, type=_disk_type(d.cdrom), device=DiskDevice.CDROM,
+                          bus=DiskBus.SATA, readonly=True))  # fmt: skip
     return disks, new
+
+
+def _disk_type(path: str) -> DiskType:
+    """virt-install gives a path under /dev as a block device (<disk type='block'>)."""
+    return DiskType.BLOCK if path.startswith("/dev/") else DiskType.FILE
 
 
 def _valid(cls: type[M], option: str, fields: dict[str, Any]) -> M:
