@@ -54,8 +54,10 @@ def fake_pids(tag: str) -> list[int]:
 @pytest.fixture
 def fast_daemon(daemon: Daemon) -> Daemon:
     daemon.stop()
+    # The fake QEMU is the test's Python (maybe under root's 0700 home, pyenv): not
+    # confined, it runs as root (confinement has its own tests, tests/security).
     daemon.env.update(VIRTKIT_LAUNCH_TIMEOUT_S="2", VIRTKIT_QMP_TIMEOUT_S="1",
-                      VIRTKIT_LOCK_WAIT_S="1")  # fmt: skip
+                      VIRTKIT_LOCK_WAIT_S="1", VIRTKIT_CONFINE="off")  # fmt: skip
     daemon.start()
     return daemon
 
