@@ -52,8 +52,10 @@ class Paths(NamedTuple):  # NamedTuple, not dataclass: the CLI imports this; kee
         return self.qemu_run_dir / uuid.replace("-", "")[:16]
 
     def ensure(self) -> None:
+        # owner only: the store, logs and keys in it are the daemon's (statedir.py fixes
+        # an older state directory's modes; the confined QEMU gets ACLs, confinement.py)
         for d in (self.state_dir, self.log_dir, self.cache_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o755)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
         for d in (self.run_dir, self.qemu_run_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
 

@@ -601,10 +601,11 @@ def start_daemon(paths: Paths) -> None:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one CLI starts it; the others wait for it
         if _answers(paths.socket):
             return
-        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner only
         log_dir = paths.state_dir / "log"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / "virtkitd.stderr", "ab") as err:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(log_dir / "virtkitd.stderr", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "virtkit.daemon", "--mode", paths.mode],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,

@@ -1,8 +1,10 @@
 """virtkitd: the daemon process. ``virtkitd [--mode system|session] [--foreground]``.
 
-One daemon per state directory (an exclusive flock on its runtime dir). Guests
-are not children in any sense that matters: stopping or killing the daemon
-leaves them running, and the next daemon re-attaches to them.
+One daemon per state directory and per runtime directory (an exclusive flock on
+each, statedir.py). Guests are not children in any sense that matters: stopping or
+killing the daemon leaves them running, and the next daemon re-attaches to them.
+The daemon runs with umask 077: what it writes in the state directory (store, logs,
+keys) is its own; the confined QEMU reaches its files through ACLs (confinement.py).
 """
 
 from __future__ import annotations
@@ -112,9 +114,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="remote API: TLS 1.3, client certificates (virtkit pki)")  # fmt: skip
     args = ap.parse_args(argv)
     paths = paths_for(args.mode)
+    os.umask(0o077)  # before anything is created: the store, its -wal/-shm, every log
+    from virtkit.daemon import statedir
+
     try:
         paths.ensure()
-        lock_fd = _lock(paths)
+        state_fd = statedir.lock_state(paths)
+        try:
+            lock_fd = _lock(paths)
+        except BaseException:
+            os.close(state_fd)
+            raise
     except (VirtkitError, OSError) as exc:
         print(f"virtkitd: error: {exc}", file=sys.stderr)
         return 6
@@ -129,12 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )  # fmt: skip
     try:
+        for fixed in statedir.harden(paths):  # an older virtkit's 0755/0644 state directory
+            logging.getLogger("virtkit.daemon").warning("state directory permissions: %s", fixed)
+    except OSError as exc:
+        print(f"virtkitd: error: cannot fix the modes in {paths.state_dir}: {exc}; make it "
+              f"owner-only (chmod -R go= {paths.state_dir})", file=sys.stderr)  # fmt: skip
+        os.close(lock_fd)
+        os.close(state_fd)
+        return 6
+    try:
         asyncio.run(serve(paths, args.ui_listen, args.listen_tls))
     except VirtkitError as exc:
         print(f"virtkitd: error: {exc}", file=sys.stderr)
         return 6
     finally:
         os.close(lock_fd)
+        os.close(state_fd)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Daemon start: load the store, re-attach to running QEMUs, reconcile, autostart.
+"""Daemon start: load the store, re-attach to running QEMUs, reconcile, autostart,
+resume pending on_crash restarts.
 
 For every runtime record:
   - pid 0 ("starting"): a start was interrupted; kill its QEMU if one came up, mark failed;
@@ -61,6 +62,9 @@ async def reconcile(svc: Service) -> None:
     from virtkit.daemon import intents
 
     await intents.recover(svc)  # operations a crash cut short: finished or undone
+    from virtkit.daemon.autorestart import resume
+
+    resume(svc)  # on_crash restarts the previous daemon had scheduled, when they are due
     for name in svc.store.borrowing_domains():  # guests that stopped while we were away,
         held = svc.entries.get(name)  # or a start a crash cut short: give their files back
         if held is None or not held.active:

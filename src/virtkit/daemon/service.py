@@ -129,7 +129,7 @@ class Service:
         self.accel = AccelResolver(paths)
         self.confiner = Confiner(paths, self.settings, self.store)
         self.confiner.is_running = lambda n: n in self.entries and self.entries[n].active
-        self.restarts = RestartPolicy()
+        self.restarts = RestartPolicy(backoff_s=self.settings.restart_backoff_s)
         self.new_uuid = new_uuid
         self.new_mac = new_mac
         self.entries: dict[str, Entry] = {}

@@ -5,7 +5,8 @@ Tables:
   runtime  name -> runtime record of a running QEMU (JSON); present iff we believe it runs
   domstate name -> last state and reason (so "shut off (crashed)" survives restarts)
   events   sequence-numbered event log (bounded)
-  meta     counters (next domain id), one-time markers (default pool created)
+  meta     counters (next domain id), one-time markers (default pool created),
+           pending on_crash restarts (pending-restart:NAME, autorestart.py)
   pools    storage pool definitions: name, uuid, type, target, autostart, active
   volumes  (pool, name) -> recorded format of each known volume (never probed again)
   intents  (domain, op) -> the plan of a multi-step operation in flight (intents.py)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virtkit.daemon import secretbox
+from virtkit.daemon.secretbox import SecretBox
 from virtkit.errors import ConfigError, HostError
 
 SCHEMA = """
@@ -72,20 +76,26 @@ class StoredEvent:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: SecretBox | None = None) -> None:
+        # secrets (the VNC password) sealed with a key outside the database (secretbox.py)
+        self.secrets = secrets or SecretBox(path.with_name(secretbox.KEY_FILE))
         try:
+            # 0600 from creation; SQLite gives the -wal and -shm files the database's mode
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA secure_delete=FAST")  # freed space zeroed (when cheap)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self._sync = "FULL"
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise HostError(
                 f"cannot open the state database {path}: {exc}; check that the state "
                 "directory is writable and not on a full disk"
             ) from None
         self._events_since_trim = 0
+        secretbox.reseal_plaintext(self)  # an older virtkit's plaintext VNC passwords
 
     @contextlib.contextmanager
     def tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -122,7 +132,8 @@ class Store:
 
     def load_domains(self) -> list[StoredDomain]:
         rows = self.db.execute("SELECT name, uuid, config, autostart FROM domains").fetchall()
-        return [StoredDomain(n, u, json.loads(c), bool(a)) for n, u, c, a in rows]
+        return [StoredDomain(n, u, self.secrets.open_mapping(json.loads(c), f"domain {n}"),
+                             bool(a)) for n, u, c, a in rows]  # fmt: skip
 
     def insert_domain(self, name: str, uuid: str, config: dict[str, Any]) -> None:
         now = time.time()
@@ -130,7 +141,7 @@ class Store:
             with self.tx() as db:
                 db.execute(
                     "INSERT INTO domains (name, uuid, config, created, updated) VALUES (?,?,?,?,?)",
-                    (name, uuid, json.dumps(config), now, now),
+                    (name, uuid, json.dumps(self.secrets.seal_mapping(config)), now, now),
                 )
         except sqlite3.IntegrityError:
             raise ConfigError(
@@ -141,13 +152,14 @@ class Store:
         with self.tx() as db:
             db.execute(
                 "UPDATE domains SET config=?, updated=? WHERE name=?",
-                (json.dumps(config), time.time(), name),
+                (json.dumps(self.secrets.seal_mapping(config)), time.time(), name),
             )
 
     def delete_domain(self, name: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM domains WHERE name=?", (name,))
             db.execute("DELETE FROM domstate WHERE name=?", (name,))
+            db.execute("DELETE FROM meta WHERE key=?", (f"pending-restart:{name}",))
 
     def set_autostart(self, name: str, on: bool) -> None:
         with self.tx() as db:
@@ -156,11 +168,13 @@ class Store:
     # -- runtime records and states -------------------------------------------------------
 
     def load_runtime(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT name, record FROM runtime").fetchall())
+        rows = self.db.execute("SELECT name, record FROM runtime").fetchall()
+        return {n: secretbox.open_record(self.secrets, n, r) for n, r in rows}
 
     def put_runtime(self, name: str, record_json: str, state: str, reason: str) -> None:
         with self.tx(durable=False) as db:
-            db.execute("INSERT OR REPLACE INTO runtime VALUES (?,?)", (name, record_json))
+            sealed = secretbox.seal_record(self.secrets, record_json)
+            db.execute("INSERT OR REPLACE INTO runtime VALUES (?,?)", (name, sealed))
             db.execute("INSERT OR REPLACE INTO domstate VALUES (?,?,?)", (name, state, reason))
 
     def drop_runtime(self, name: str, state: str, reason: str) -> None:

@@ -88,6 +88,7 @@ def build(target: Path, mode: int = 0o711) -> bool:
         return False
     try:
         target.mkdir(mode=mode, parents=True)
+        os.chmod(target, mode)  # the pool's mode, whatever the daemon's umask (077)
     except FileExistsError:
         raise ConfigError(f"pool target {target} exists and is not a directory") from None
     except OSError as exc:
