@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "errors": BASE,
     "paths": BASE,
     "fsutil": BASE,
+    "revert": BASE,  # the revert stack of every multi-step operation
     # pure data, then formats over it
     "model": 1,
     "formats": 2,

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.install import RevertStack
 from virtkit.errors import ConfigError, StateError
 from virtkit.formats.domfile import domain_to_mapping
 from virtkit.model.domain import Disk, DiskDevice, DiskFormat, Domain, check_name
+from virtkit.revert import RevertStack
 from virtkit.storage import images
 
 if TYPE_CHECKING:
@@ -114,9 +114,8 @@ async def clone(svc: Service, src: str, new: str, files: list[str], *, auto: boo
                 current=str(e.state), required="shut off",
             )  # fmt: skip
         dests = iter(_plan(e.domain, new, files, auto, linked))
-        revert = RevertStack()
         taken: set[str] = set()
-        try:
+        async with RevertStack() as revert:
             new_disks, orig_disks = [], []
             for d in e.domain.disks:
                 if _shared(d):
@@ -132,7 +131,7 @@ async def clone(svc: Service, src: str, new: str, files: list[str], *, auto: boo
                     for path in (dest, top):
                         job = functools.partial(images.create_overlay, Path(d.path), fmt, path)
                         await loop.run_in_executor(None, job)
-                        revert.push(f"overlay {path}", functools.partial(path.unlink, True))
+                        revert.push(functools.partial(path.unlink, True), f"overlay {path}")
                     qcow2 = {"format": DiskFormat.QCOW2}
                     new_disks.append(d.model_copy(update={"path": str(dest), **qcow2}))
                     orig_disks.append(d.model_copy(update={"path": str(top), **qcow2}))
@@ -140,7 +139,7 @@ async def clone(svc: Service, src: str, new: str, files: list[str], *, auto: boo
                 else:
                     job = functools.partial(images.copy_image, Path(d.path), fmt, dest)
                     await loop.run_in_executor(None, job)
-                    revert.push(f"copy {dest}", functools.partial(dest.unlink, True))
+                    revert.push(functools.partial(dest.unlink, True), f"copy {dest}")
                     new_disks.append(d.model_copy(update={"path": str(dest)}))
                     orig_disks.append(d)
                 mode = "linked" if linked else "copy"
@@ -151,12 +150,10 @@ async def clone(svc: Service, src: str, new: str, files: list[str], *, auto: boo
                                               "nics": nics})  # fmt: skip
             config: dict[str, Any] = dom.model_dump(mode="json", exclude_defaults=True)
             await svc.define(config=config, source=f"clone of {src}")
-            revert.push("definition", functools.partial(svc.forget_definition, new))
+            revert.push(functools.partial(svc.forget_definition, new), "definition")
             if result.original_overlays:
                 _switch_disks(svc, src, e.domain.model_copy(update={"disks": orig_disks}))
-        except BaseException:
-            await revert.run()
-            raise
+            revert.commit()
     svc.bus.publish(new, "cloned", f"from {src}" + (" (linked)" if linked else ""))
     return result
 

@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,34 +42,12 @@ from virtkit.model.domain import (
 from virtkit.model.install import InstallMethod, InstallSpec
 from virtkit.model.profile import is_microvm
 from virtkit.qemu.argv import RunPaths, build_argv
+from virtkit.revert import RevertStack
 
 if TYPE_CHECKING:
     from virtkit.daemon.service import Service
 
 log = logging.getLogger("virtkit.install")
-
-
-class RevertStack:
-    """Undo, in reverse order, the steps that succeeded (Incus' revert pattern)."""
-
-    def __init__(self) -> None:
-        self._undo: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
-
-    def push(self, what: str, undo: Callable[[], Awaitable[None] | None]) -> None:
-        self._undo.append((what, undo))
-
-    async def run(self) -> None:
-        while self._undo:
-            what, undo = self._undo.pop()
-            try:
-                result = undo()
-                if result is not None:
-                    await result
-            except Exception as exc:  # keep undoing the rest
-                log.error("revert of %s failed: %r", what, exc)
-
-    def clear(self) -> None:
-        self._undo.clear()
 
 
 @dataclass
@@ -183,14 +160,14 @@ async def _create_disks(svc: Service, spec: InstallSpec, revert: RevertStack,
             await mgr.vol_create(nd.pool, nd.volume, nd.size_bytes, nd.format.value,
                                  None if nd.sparse else nd.size_bytes, None, None)  # fmt: skip
             result.created.append(nd.path)
-            revert.push(f"volume {nd.path}", functools.partial(mgr.vol_delete, nd.pool,
-                                                                nd.volume))  # fmt: skip
+            revert.push(functools.partial(mgr.vol_delete, nd.pool, nd.volume),
+                        f"volume {nd.path}")  # fmt: skip
             continue
         create = functools.partial(disks.create_disk, Path(nd.path), nd.size_bytes,
                                    nd.format.value, sparse=nd.sparse)  # fmt: skip
         if await loop.run_in_executor(None, create):
             result.created.append(nd.path)
-            revert.push(f"disk {nd.path}", functools.partial(_unlink, Path(nd.path)))
+            revert.push(functools.partial(_unlink, Path(nd.path)), f"disk {nd.path}")
 
 
 def _cdrom(path: Path) -> Disk:
@@ -225,10 +202,9 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
     dom = normalize(spec.domain, new_uuid=svc.new_uuid, new_mac=svc.new_mac)
     name = dom.name
     loop = asyncio.get_running_loop()
-    revert = RevertStack()
     result = InstallResult(domain={}, install_boot=False)
     boot_dir = svc.paths.state_dir / "boot" / name
-    try:
+    async with RevertStack() as revert:
         install_disks = list(dom.disks)
         install_boot: Boot | None = None
         work_dir: Path | None = None  # where the installer's kernel, initrd (and ISO) go
@@ -237,7 +213,7 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
             work = boot_dir if not dry_run else svc.paths.cache_dir / f"dry-{name}-{os.getpid()}"
             work.mkdir(parents=True, exist_ok=True)
             work_dir = work
-            revert.push("boot files", lambda: shutil.rmtree(work, ignore_errors=True))
+            revert.push(lambda: shutil.rmtree(work, ignore_errors=True), "boot files")
             last = [0.0]
 
             def progress(done: int, total: int | None) -> None:
@@ -270,7 +246,7 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
             })  # fmt: skip
         await _preflight(svc, spec, dom, booted, dry_run=dry_run, ours=work_dir)
         if dry_run:
-            await revert.run()
+            await revert.revert()
             from virtkit.formats.redact import public_mapping
 
             result.domain = public_mapping(dom)  # no secrets in API output
@@ -278,14 +254,14 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
         await _create_disks(svc, spec, revert, result)
         if spec.cloud_init is not None:
             seed = await _seed(svc, spec, dom, cloudinit, result)
-            revert.push("cloud-init seed", lambda: seed.unlink(missing_ok=True))
+            revert.push(lambda: seed.unlink(missing_ok=True), "cloud-init seed")
             install_disks.append(_cdrom(seed))
         if spec.transient:
             svc.add_transient(dom)
         else:
             await svc.define(config=dom.model_dump(mode="json", exclude_defaults=True),
                              source="virt-install")  # fmt: skip
-        revert.push("definition", lambda: svc.forget_definition(name))
+        revert.push(lambda: svc.forget_definition(name), "definition")
         if spec.autostart and not spec.transient:
             await svc.set_autostart(name, True)
         boot_dom: Domain | None = None
@@ -303,12 +279,9 @@ async def run_install(svc: Service, spec: InstallSpec, *, dry_run: bool = False)
         if boot_dom is not None:
             entry.after_install = "stop" if spec.noreboot else "restart"
             result.install_boot = True
-        revert.clear()
+        revert.commit()
         result.domain = svc.summary(entry)
         return result
-    except BaseException:
-        await revert.run()
-        raise
 
 
 async def _preflight(svc: Service, spec: InstallSpec, dom: Domain, booted: Domain, *,

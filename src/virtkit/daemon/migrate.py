@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.install import RevertStack
 from virtkit.daemon.migrate_disks import complete_mirrors, copy_targets, mirror, sizes_of
 from virtkit.daemon.migrate_in import set_caps
 from virtkit.daemon.migrate_job import Job, JobType, current, jobs
@@ -36,6 +35,7 @@ from virtkit.daemon.peer import Peer
 from virtkit.errors import ConfigError, QmpError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.state import Reason, State
+from virtkit.revert import RevertStack
 
 if TYPE_CHECKING:
     from virtkit.daemon.service import Entry, Service
@@ -149,8 +149,8 @@ async def _migrate(svc: Service, name: str, opts: MigrateOptions, peer: Peer, jo
     set_phase(svc, e, job, "preparing", role="source", dest=opts.dest_uri,
               was_running=was_running, persistent=opts.persistent,
               undefine_source=opts.undefine_source)  # fmt: skip
-    revert.push("migration record", lambda: set_phase(svc, e, None, ""))
-    revert.push("source guest", lambda: resume_if(sup, was_running))
+    revert.push(lambda: set_phase(svc, e, None, ""), "migration record")
+    revert.push(lambda: resume_if(sup, was_running), "source guest")
     try:
         targets = copy_targets(booted) if opts.copy_storage_all else []
         layout = (await describe(mon)).to_mapping()
@@ -158,7 +158,7 @@ async def _migrate(svc: Service, name: str, opts: MigrateOptions, peer: Peer, jo
                 "postcopy": opts.postcopy,
                 "copy_storage": await sizes_of(mon, targets)}  # fmt: skip
         # before the call: if its answer is lost, the destination is still told to clean up
-        revert.push("destination", lambda: peer.abort(name))
+        revert.push(lambda: peer.abort(name), "destination")
         prep = await peer.prepare(spec)
         _check_abort(job)
         if targets:
@@ -169,7 +169,7 @@ async def _migrate(svc: Service, name: str, opts: MigrateOptions, peer: Peer, jo
         if not opts.live and sup.state is State.RUNNING:
             await sup.suspend()  # virsh migrate without --live: paused while it moves
         set_phase(svc, e, job, "migrating")
-        revert.push("migration", lambda: cancel_migration(mon))
+        revert.push(lambda: cancel_migration(mon), "migration")
         await mon.execute("migrate", {"uri": str(prep["uri"])})
         await _wait(sup, mon, job, opts, targets)
         set_phase(svc, e, job, "finishing")
@@ -179,8 +179,8 @@ async def _migrate(svc: Service, name: str, opts: MigrateOptions, peer: Peer, jo
     except BaseException:
         if job.postcopy_started:  # the destination has the newest state: do not resume here
             log.error("postcopy migration of %s failed after the switch", name)
-            revert.clear()
-        await revert.run()
+            revert.commit()
+        await revert.revert()
         raise
     set_phase(svc, e, job, "done")
     await finish_source(svc, name, sup, opts.undefine_source)

@@ -20,10 +20,10 @@ from virtkit.daemon.migrate_in import copied_disks
 from virtkit.errors import QmpError
 
 if TYPE_CHECKING:
-    from virtkit.daemon.install import RevertStack
     from virtkit.daemon.migrate_job import Job
     from virtkit.model.domain import Domain
     from virtkit.qemu.qmp import Monitor
+    from virtkit.revert import RevertStack
 
 POLL_S = 0.05
 READY_TIMEOUT_S = 600.0
@@ -76,13 +76,13 @@ async def mirror(mon: Monitor, job: Job, targets: list[str], host: str, port: in
             "driver": "nbd", "node-name": node, "export": t,
             "server": {"type": "inet", "host": host, "port": str(port)},
         })  # fmt: skip
-        revert.push(f"nbd node {node}", functools.partial(_quiet, mon, "blockdev-del",
-                                                          {"node-name": node}))  # fmt: skip
+        revert.push(functools.partial(_quiet, mon, "blockdev-del", {"node-name": node}),
+                    f"nbd node {node}")  # fmt: skip
         await mon.execute("blockdev-mirror", {
             "job-id": node, "device": f"drive-{t}", "target": node, "sync": "full",
             "auto-dismiss": False,
         })  # fmt: skip
-        revert.push(f"mirror {node}", functools.partial(cancel, mon, node))
+        revert.push(functools.partial(cancel, mon, node), f"mirror {node}")
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         state = await _mirror_progress(mon, job)

@@ -23,12 +23,12 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.install import RevertStack
 from virtkit.errors import ConfigError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.domain import DiskDevice, Domain
 from virtkit.model.state import Reason, State
 from virtkit.qemu.layout import Layout
+from virtkit.revert import RevertStack
 
 if TYPE_CHECKING:
     from virtkit.daemon.service import Entry, Service
@@ -150,17 +150,16 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
     dom = domain_from_mapping(spec["domain"], "migrating domain")
     host = str(spec.get("listen_host") or "127.0.0.1")
     sizes = {str(k): int(v) for k, v in (spec.get("copy_storage") or {}).items()}
-    revert = RevertStack()
     created: list[str] = []
     async with svc.locks.hold(dom.name, "incoming migration"):
         defined = _check_name(svc, dom)
-        try:
-            revert.push("created images", lambda: _remove(created))
+        async with RevertStack() as revert:
+            revert.push(lambda: _remove(created), "created images")
             boot = await asyncio.get_running_loop().run_in_executor(
                 None, _create_targets, svc, dom, sizes, created)  # fmt: skip
             if not defined:
                 svc.add_transient(boot)
-                revert.push("transient definition", lambda: svc.forget_definition(dom.name))
+                revert.push(lambda: svc.forget_definition(dom.name), "transient definition")
             layout = Layout.from_mapping(spec.get("layout") or {})
             e = await svc._start_locked(dom.name, True, boot, incoming_defer=True,
                                         layout=layout)  # fmt: skip
@@ -170,8 +169,9 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
             async def kill() -> None:
                 await sup.destroy()
 
-            revert.push("QEMU", kill)
+            revert.push(kill, "QEMU")
             _pending(svc)[dom.name] = created
+            revert.push(lambda: _pending(svc).pop(dom.name, None), "pending images")
             _set_record(svc, e, {"role": "destination", "created": created,
                                  "defined": defined, "nbd": bool(sizes)})  # fmt: skip
             mon = sup._require_monitor()
@@ -181,10 +181,7 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
                 )
             port = await _listen(mon, host, bool(spec.get("postcopy")))
             nbd_port = await _nbd_export(mon, host, list(sizes)) if sizes else None
-        except BaseException:
-            _pending(svc).pop(dom.name, None)
-            await revert.run()
-            raise
+            revert.commit()
     svc.bus.publish(dom.name, "migration-incoming", f"listening on {host}:{port}")
     return {"name": dom.name, "uri": f"tcp:{host}:{port}", "nbd_host": host,
             "nbd_port": nbd_port, "disks": {d.target: d.path for d in boot.disks}}  # fmt: skip
