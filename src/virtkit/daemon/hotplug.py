@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from virtkit.daemon import intents
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
-from virtkit.model.domain import Disk, DiskBus, DiskDevice, DiskFormat, DiskType, Domain
+from virtkit.model.domain import Disk, DiskBus, DiskDevice, Domain
+from virtkit.qemu import ids
+from virtkit.qemu.devices import disk_records
 from virtkit.qemu.qmp import Monitor
 
 if TYPE_CHECKING:
@@ -190,29 +192,6 @@ def _targets(dom: Domain) -> set[str]:
     return {d.target for d in dom.disks if d.target}
 
 
-def _blockdev_args(disk: Disk, node: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    cache = {
-        "direct": disk.cache.value in ("none", "directsync"),
-        "no-flush": disk.cache.value == "unsafe",
-    }
-    proto = {
-        "driver": "host_device" if disk.type is DiskType.BLOCK else "file",
-        "filename": disk.path,
-        "node-name": f"{node}-file",
-        "read-only": disk.readonly,
-        "cache": cache,
-    }
-    fmt = (disk.format or DiskFormat.RAW).value
-    fmtnode = {
-        "driver": fmt,
-        "file": f"{node}-file",
-        "node-name": node,
-        "read-only": disk.readonly,
-        "cache": cache,
-    }
-    return proto, fmtnode
-
-
 async def attach_disk(
     svc: Service,
     name: str,
@@ -285,23 +264,22 @@ async def attach_disk(
 
 
 async def _plug_disk(mon: Monitor, disk: Disk, dom: Domain) -> None:
-    node = f"drive-{disk.target}"
-    proto, fmtnode = _blockdev_args(disk, node)
-    await mon.execute("blockdev-add", proto)
+    """The disk's records (qemu/devices.py, as on a command line) over QMP."""
+    nodes, dev = disk_records(len(dom.disks), disk)
+    await mon.execute("blockdev-add", nodes[0].qmp())
     try:
-        await mon.execute("blockdev-add", fmtnode)
+        await mon.execute("blockdev-add", nodes[1].qmp())
     except QmpError:
         with contextlib.suppress(QmpError):
-            await mon.execute("blockdev-del", {"node-name": f"{node}-file"})
+            await mon.execute("blockdev-del", {"node-name": nodes[0].id})
         raise
     intents.crash_point("attach-disk:nodes")
     try:
-        args = {"driver": "virtio-blk-pci", "drive": node, "id": disk.target}
-        await device_add_pci(mon, dom, args)
+        await device_add_pci(mon, dom, dev.qmp())
     except BaseException:
-        for n in (node, f"{node}-file"):
+        for n in reversed(nodes):
             with contextlib.suppress(QmpError):
-                await mon.execute("blockdev-del", {"node-name": n})
+                await mon.execute("blockdev-del", {"node-name": n.id})
         raise
 
 
@@ -340,7 +318,7 @@ async def detach_disk(
             after = last_seq(svc)
             await mon.execute("device_del", {"id": target})
             await wait_deleted(svc, name, target, after, timeout_s)
-            for n in (f"drive-{target}", f"drive-{target}-file"):
+            for n in (ids.disk_node(target), ids.disk_file_node(target)):
                 with contextlib.suppress(QmpError):
                     await mon.execute("blockdev-del", {"node-name": n})
             set_live(
@@ -382,7 +360,7 @@ async def recover_attach_disk(svc: Service, e: Entry, plan: dict[str, Any]) -> s
             ]))  # fmt: skip
         svc.bus.publish(e.domain.name, "device-attached", f"disk {target} ({disk.path})")
         return f"completed: disk {target} is attached"
-    for node in (f"drive-{target}", f"drive-{target}-file"):
+    for node in (ids.disk_node(target), ids.disk_file_node(target)):
         with contextlib.suppress(QmpError):
             await mon.execute("blockdev-del", {"node-name": node})
     return f"rolled back: disk {target} is not attached"

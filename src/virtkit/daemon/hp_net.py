@@ -2,7 +2,8 @@
 and managed-network NICs get their tap from network/taps.py first, pyroute2 running in an
 executor; a network NIC's tap joins the network's bridge, where its dnsmasq serves it).
 
-QEMU ids follow qemu/argv.py: netdev ``net<i>``, device ``nic<i>``. A hot-plugged NIC takes
+QEMU ids and QMP arguments come from qemu/ids.py and qemu/devices.py (as on the command
+line): netdev ``net<i>``, device ``nic<i>``. A hot-plugged NIC takes
 the first index no device uses; NICs are found again by MAC (qom-get), which survives
 detaches that shift positions in the domain's NIC list."""
 
@@ -26,7 +27,9 @@ from virtkit.daemon.hotplug import (
 from virtkit.errors import ConfigError, NotFoundError, QmpError
 from virtkit.model.domain import Domain, Nic, NicType
 from virtkit.network import taps
-from virtkit.qemu.argv import NIC_DEVICE, tap_name
+from virtkit.qemu import ids
+from virtkit.qemu.argv import tap_name
+from virtkit.qemu.devices import nic_records
 from virtkit.qemu.qmp import Monitor
 
 if TYPE_CHECKING:
@@ -40,9 +43,10 @@ async def live_nics(mon: Monitor) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in await mon.execute("qom-list", {"path": PERIPHERAL}):
         name = str(item.get("name", ""))
-        if name.startswith("nic") and name[3:].isdigit():
+        i = ids.nic_index(name)
+        if i is not None:
             mac = await mon.execute("qom-get", {"path": f"{PERIPHERAL}/{name}", "property": "mac"})
-            out[str(mac).lower()] = int(name[3:])
+            out[str(mac).lower()] = i
     return out
 
 
@@ -110,28 +114,14 @@ async def _plug(mon: Monitor, dom: Domain, i: int, nic: Nic, nets: dict[str, str
     stand_in = _tap_domain(dom, i, nic)
     if taps.tapped(nic):
         await _in_executor(lambda: taps.create_taps(stand_in, nets, owner=owner))
-        netdev = {
-            "type": "tap",
-            "id": f"net{i}",
-            "ifname": tap_name(dom, i),
-            "script": "no",
-            "downscript": "no",
-        }
-    else:
-        netdev = {"type": "user", "id": f"net{i}"}
+    netdev, dev = nic_records(i, nic, tap_name(dom, i))  # as on a command line
     try:
-        await mon.execute("netdev_add", netdev)
+        await mon.execute("netdev_add", netdev.qmp())
         try:
-            args = {
-                "driver": NIC_DEVICE[nic.model],
-                "id": f"nic{i}",
-                "netdev": f"net{i}",
-                "mac": nic.mac,
-            }
-            await device_add_pci(mon, dom, args)
+            await device_add_pci(mon, dom, dev.qmp())
         except BaseException:
             with contextlib.suppress(QmpError):
-                await mon.execute("netdev_del", {"id": f"net{i}"})
+                await mon.execute("netdev_del", {"id": netdev.id})
             raise
     except BaseException:
         await _in_executor(taps.remove_taps, stand_in)
@@ -171,10 +161,10 @@ async def detach_interface(
             if i is None:
                 raise NotFoundError(f"QEMU has no device for interface {nic.mac} of {name!r}")
             after = last_seq(svc)
-            await mon.execute("device_del", {"id": f"nic{i}"})
-            await wait_deleted(svc, name, f"nic{i}", after)
+            await mon.execute("device_del", {"id": ids.nic_device(i)})
+            await wait_deleted(svc, name, ids.nic_device(i), after)
             with contextlib.suppress(QmpError):
-                await mon.execute("netdev_del", {"id": f"net{i}"})
+                await mon.execute("netdev_del", {"id": ids.netdev(i)})
             if taps.tapped(nic):
                 await _in_executor(taps.remove_taps, _tap_domain(cur, i, nic))
             set_live(svc, e, cur.model_copy(update={"nics": [n for n in cur.nics if n is not nic]}))

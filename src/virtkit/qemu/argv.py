@@ -18,30 +18,22 @@ from virtkit.errors import ConfigError
 from virtkit.model.domain import (
     Accel,
     Action,
-    Disk,
     DiskBus,
     DiskDevice,
-    DiskType,
     Domain,
     GraphicsType,
     Nic,
-    NicModel,
-    NicType,
 )
 from virtkit.model.profile import MICROVM, is_microvm
 from virtkit.qemu.argv_host import hostdev_args, machine_props, numa_args
 from virtkit.qemu.argv_micro import MACHINE_PROPS, kernel_cmdline, to_mmio
 from virtkit.qemu.caps import Caps
+from virtkit.qemu.devices import NIC_DEVICE, disk_records, nic_records
+
+__all__ = ["NIC_DEVICE", "RunPaths", "build_argv", "opts", "tap_name"]
 
 HOTPLUG_PORTS = 4
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
-
-NIC_DEVICE = {
-    NicModel.VIRTIO: "virtio-net-pci",
-    NicModel.E1000: "e1000",
-    NicModel.E1000E: "e1000e",
-    NicModel.RTL8139: "rtl8139",
-}
 
 
 @dataclass(frozen=True)
@@ -99,38 +91,6 @@ def _machine(dom: Domain, caps: Caps, accel: Accel) -> list[str]:
     return ["-machine", machine, "-cpu", cpu, "-m", mem, "-smp", smp]
 
 
-def _disk(i: int, disk: Disk) -> list[str]:
-    node = f"drive-{disk.target}"
-    fmt = disk.format.value if disk.format else "raw"
-    # -blockdev spells these with a dot (cache.direct); opts() would turn '_' into '-'.
-    cache: dict[str, bool] = {
-        "cache.direct": disk.cache.value in ("none", "directsync"),
-        "cache.no-flush": disk.cache.value == "unsafe",
-    }
-    proto = opts(
-        driver="host_device" if disk.type is DiskType.BLOCK else "file", filename=disk.path,
-        node_name=f"{node}-file",
-        read_only=disk.readonly, **cache,
-    )  # fmt: skip
-    fmtnode = opts(
-        driver=fmt, file=f"{node}-file", node_name=node, read_only=disk.readonly, **cache,
-    )  # fmt: skip
-    args = ["-blockdev", proto, "-blockdev", fmtnode]
-    if disk.bus is DiskBus.VIRTIO:
-        dev = opts("virtio-blk-pci", drive=node, id=disk.target or f"disk{i}")
-    elif disk.bus is DiskBus.SCSI:
-        kind = "scsi-cd" if disk.device is DiskDevice.CDROM else "scsi-hd"
-        dev = opts(kind, bus="scsi0.0", drive=node, id=disk.target or f"disk{i}")
-    else:
-        kind = "ide-cd" if disk.device is DiskDevice.CDROM else "ide-hd"
-        dev = opts(kind, bus=f"ide.{i}", drive=node, id=disk.target or f"disk{i}")
-    if disk.cache.value in ("writethrough", "directsync") and disk.device is DiskDevice.DISK:
-        dev += ",write-cache=off"  # the guest sees no volatile cache: every write is durable
-    if disk.serial:
-        dev += "," + opts(serial=disk.serial)
-    return [*args, "-device", dev]
-
-
 def _boot_index(dom: Domain) -> dict[str, int]:
     order = [str(o) for o in dom.boot.order]
     out: dict[str, int] = {}
@@ -150,16 +110,8 @@ def tap_name(dom: Domain, i: int) -> str:
 
 
 def _nic(dom: Domain, i: int, nic: Nic) -> list[str]:
-    net_id = f"net{i}"
-    if nic.type is NicType.USER:
-        netdev = opts("user", id=net_id)
-        for rule in nic.hostfwd:  # checked by the model: tcp|udp:[addr]:port-[addr]:port
-            netdev += f",hostfwd={rule}"
-    else:
-        # network/taps.py creates the tap and enslaves it to the bridge before QEMU starts.
-        netdev = opts("tap", id=net_id, ifname=tap_name(dom, i), script="no", downscript="no")
-    dev = opts(NIC_DEVICE[nic.model], netdev=net_id, id=f"nic{i}", mac=nic.mac or "")
-    return ["-netdev", netdev, "-device", dev]
+    netdev, dev = nic_records(i, nic, tap_name(dom, i))
+    return [*netdev.argv(), *dev.argv()]
 
 
 def build_argv(
@@ -222,11 +174,10 @@ def build_argv(
     boot_index = _boot_index(dom)
     sata = 0
     for i, disk in enumerate(dom.disks):
-        args = _disk(sata if disk.bus is DiskBus.SATA else i, disk)
+        nodes, dev = disk_records(sata if disk.bus is DiskBus.SATA else i, disk,
+                                  boot_index.get(disk.target or ""))  # fmt: skip
         sata += disk.bus is DiskBus.SATA
-        if disk.target in boot_index:
-            args[-1] += f",bootindex={boot_index[disk.target]}"
-        argv += args
+        argv += [*(a for n in nodes for a in n.argv()), *dev.argv()]
     for i, nic in enumerate(dom.nics):
         argv += _nic(dom, i, nic)
     argv += hostdev_args(dom)
