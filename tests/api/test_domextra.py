@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.api.conftest import MACS, UUIDS, Api, Scenario
-from virtkit.daemon.saverestore import encode_header, managed_save_path, read_header
+from virtkit.daemon.domains.saverestore import encode_header, managed_save_path, read_header
 
 Run = Callable[[Scenario], None]
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.api.conftest import Api, Scenario, check_response
 from virtkit.daemon.api import eventstream
+from virtkit.daemon.api.uilisten import parse_listen, start_ui
 from virtkit.daemon.api.web import WebState
 from virtkit.daemon.api.webgate import WebGate
-from virtkit.daemon.uilisten import parse_listen, start_ui
-from virtkit.daemon.webauth import WebAuth, cookie_names, safe_next
+from virtkit.daemon.auth.webauth import WebAuth, cookie_names, safe_next
 from virtkit.errors import ConfigError
 
 Run = Callable[[Scenario], None]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, Scenario
-from virtkit.daemon.pools import manager
+from virtkit.daemon.storage.pools import manager
 from virtkit.storage import volumes as V
 
 Run = Callable[[Scenario], None]

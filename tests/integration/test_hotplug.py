@@ -228,7 +228,7 @@ def test_q35_plugs_into_free_root_ports(tmp_path: Path) -> None:
     error when none is left."""
     import asyncio
 
-    from virtkit.daemon.hotplug import device_add_pci
+    from virtkit.daemon.hotplug.disks import device_add_pci
     from virtkit.errors import ConfigError
     from virtkit.model.domain import Domain
     from virtkit.qemu.qmp import Monitor

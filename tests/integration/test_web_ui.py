@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon
-from virtkit.daemon.webauth import PASSWORD_FILE
+from virtkit.daemon.auth.webauth import PASSWORD_FILE
 
 pytestmark = pytest.mark.qemu
 

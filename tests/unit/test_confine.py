@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from virtkit.daemon.autorestart import RestartPolicy
+from virtkit.daemon.domains.autorestart import RestartPolicy
 from virtkit.daemon.settings import Settings
 from virtkit.errors import ConfigError, HostError
 from virtkit.runtime import access, cgroup, confine

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.golden.test_golden import DEFAULT_PATHS, caps
 from virtkit.cli.domextra import human, table
-from virtkit.daemon.clone import auto_path
+from virtkit.daemon.domains.clone import auto_path
 from virtkit.model.domain import Accel, Domain
 from virtkit.qemu.argv import build_argv
 

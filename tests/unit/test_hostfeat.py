@@ -345,7 +345,7 @@ def test_memlock_for_vfio_is_raised_on_the_qemu_process() -> None:
     import subprocess
     import sys
 
-    from virtkit.daemon.hoststart import allow_memlock, memlock_bytes
+    from virtkit.daemon.domains.hoststart import allow_memlock, memlock_bytes
 
     assert memlock_bytes(dom(max_memory_mib=1024)) == 2048 << 20
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from virtkit.cli.hotplug import _kib
-from virtkit.daemon.hotplug import scope, validated
-from virtkit.daemon.hp_cpu import _task_stat
-from virtkit.daemon.hp_device import parse_device
+from virtkit.daemon.hotplug.cpu import _task_stat
+from virtkit.daemon.hotplug.device import parse_device
+from virtkit.daemon.hotplug.disks import scope, validated
 from virtkit.daemon.service import Entry
 from virtkit.errors import ConfigError, StateError
 from virtkit.model.domain import Domain

@@ -10,7 +10,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from virtkit.daemon import hotplug, hp_cpu, hp_mem, hp_net
+from virtkit.daemon.hotplug import cpu as hp_cpu
+from virtkit.daemon.hotplug import disks as hotplug
+from virtkit.daemon.hotplug import memory as hp_mem
+from virtkit.daemon.hotplug import nic as hp_net
 from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError, NotFoundError, StateError
 from virtkit.paths import Paths
@@ -95,7 +98,7 @@ def test_interface_config(svc: Service) -> None:
 
 
 def test_device_files_config(svc: Service, tmp_path: Path) -> None:
-    from virtkit.daemon import hp_device
+    from virtkit.daemon.hotplug import device as hp_device
 
     img = tmp_path / "b.raw"
     img.write_bytes(b"\0" * 4096)

@@ -55,7 +55,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     # daemon -> client: a daemon dialing a peer daemon (migration) reuses the
     # CLI's TLS conventions (tls_target, client_context). Should move down, e.g.
     # to a base tls module both use.
-    ("src/virtkit/daemon/peer.py", "virtkit.client.tls"): "peer TLS reuses client's",
+    ("src/virtkit/daemon/migration/peer.py", "virtkit.client.tls"): "peer TLS reuses client's",
     # daemon -> web: the daemon serves the built front end, which it finds as
     # the package data of virtkit.web (no Python code is imported).
     ("src/virtkit/daemon/api/web.py", "virtkit.web"): "static files as package data",

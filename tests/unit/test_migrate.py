@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from virtkit.cli.migrate import progress_percent, render_job
-from virtkit.daemon.migrate_job import Job, JobType
-from virtkit.daemon.peer import parse_uri
+from virtkit.daemon.migration.job import Job, JobType
+from virtkit.daemon.migration.peer import parse_uri
 from virtkit.errors import ConfigError, StateError
 
 

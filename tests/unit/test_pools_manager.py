@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from virtkit.daemon.pools import PoolManager, manager, resolve_volume
 from virtkit.daemon.service import Service
+from virtkit.daemon.storage.pools import PoolManager, manager, resolve_volume
 from virtkit.errors import ConfigError, NotFoundError, StateError
 from virtkit.paths import Paths
 

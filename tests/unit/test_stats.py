@@ -13,7 +13,7 @@ import pytest
 
 from virtkit.cli.stats import format_domstats
 from virtkit.cli.top import compute_rows, csv_rows, sort_rows, text_frame
-from virtkit.daemon import stats
+from virtkit.daemon.domains import stats
 from virtkit.errors import ConfigError, NotFoundError, QmpError
 from virtkit.model.domain import Domain
 from virtkit.model.state import Reason, State

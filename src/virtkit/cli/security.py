@@ -23,7 +23,7 @@ from virtkit.cli.main import DOMAIN, a, args, client, command, say
 )  # fmt: skip
 @command("pki", "make a CA and TLS server/client certificates for virtkit+tls://")
 def cmd_pki(ns: argparse.Namespace) -> int:
-    from virtkit.daemon import pki
+    from virtkit.daemon.auth import pki
     from virtkit.errors import ConfigError
 
     ca = Path(ns.dir)

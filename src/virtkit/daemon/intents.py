@@ -69,8 +69,8 @@ def pending(svc: Service) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _handlers() -> dict[str, Handler]:
-    from virtkit.daemon.hotplug import recover_attach_disk
-    from virtkit.daemon.snapshots import recover_create
+    from virtkit.daemon.domains.snapshots import recover_create
+    from virtkit.daemon.hotplug.disks import recover_attach_disk
 
     return {"attach-disk": recover_attach_disk, "snapshot-create": recover_create}
 

@@ -66,8 +66,8 @@ async def serve(paths: Paths, ui_listen: str | None = None, listen_tls: str | No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    from virtkit.daemon.listeners import secure_socket, start_listeners
-    from virtkit.daemon.uilisten import start_ui  # the browser listener (web UI), optional
+    from virtkit.daemon.api.listeners import secure_socket, start_listeners
+    from virtkit.daemon.api.uilisten import start_ui  # the browser listener (web UI), optional
 
     # The other listeners first: once the main socket answers, everything does (clients
     # and tests take an answering main socket as "the daemon is up").

@@ -56,13 +56,13 @@ async def reconcile(svc: Service) -> None:
             continue
         jobs.append(_reconcile_one(svc, name, record, svc.entries.get(name)))
     await asyncio.gather(*jobs)  # attach concurrently: one stuck monitor must not delay others
-    from virtkit.daemon.networks import manager as networks
+    from virtkit.daemon.network.service import manager as networks
 
     await networks(svc).reconcile()  # before autostart: guests need their networks
     from virtkit.daemon import intents
 
     await intents.recover(svc)  # operations a crash cut short: finished or undone
-    from virtkit.daemon.autorestart import resume
+    from virtkit.daemon.domains.autorestart import resume
 
     resume(svc)  # on_crash restarts the previous daemon had scheduled, when they are due
     for name in svc.store.borrowing_domains():  # guests that stopped while we were away,
@@ -95,7 +95,7 @@ async def _reconcile_one(
         await svc.adopt(entry, record)
         log.info("re-attached to %s (pid %d)", name, record.pid)
         if record.migration:  # a migration was in flight: one side keeps the guest
-            from virtkit.daemon.migrate_recover import recover
+            from virtkit.daemon.migration.recover import recover
 
             svc.background(recover(svc, entry))
         return
@@ -113,7 +113,7 @@ async def _reconcile_one(
         svc.entries[name] = entry
         await svc.adopt(entry, record)
         if record.migration:
-            from virtkit.daemon.migrate_recover import recover
+            from virtkit.daemon.migration.recover import recover
 
             svc.background(recover(svc, entry))
         return

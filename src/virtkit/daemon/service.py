@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from virtkit.daemon.accel import AccelResolver
-from virtkit.daemon.autorestart import RestartPolicy
-from virtkit.daemon.confinement import Confiner
+from virtkit.daemon.auth.roles import check_domain, taint_reasons
+from virtkit.daemon.domains.accel import AccelResolver
+from virtkit.daemon.domains.autorestart import RestartPolicy
+from virtkit.daemon.domains.confinement import Confiner
+from virtkit.daemon.domains.hoststart import host_checks, release_managed, with_pins
 from virtkit.daemon.events import EventBus
-from virtkit.daemon.hoststart import host_checks, release_managed, with_pins
 from virtkit.daemon.locks import OpLocks
-from virtkit.daemon.migrate_layout import replug
-from virtkit.daemon.roles import check_domain, taint_reasons
+from virtkit.daemon.migration.layout import replug
 from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError, VirtkitError
@@ -197,7 +197,7 @@ class Service:
         self.bus.publish(sup.name, kind, str(reason))
         e.extra.pop("tainted", None)  # a raw monitor command taints that QEMU only
         if reason is Reason.CRASHED and e.persistent and e.domain.on_crash is Action.RESTART:
-            from virtkit.daemon.autorestart import after_crash
+            from virtkit.daemon.domains.autorestart import after_crash
 
             after_crash(self, sup.name)  # with back-off; gives up after N crashes a minute
         after, e.after_install = e.after_install, None
@@ -388,7 +388,7 @@ class Service:
         """
         async with self.locks.hold(name, "start"):
             if boot is None:
-                from virtkit.daemon.saverestore import start_managed
+                from virtkit.daemon.domains.saverestore import start_managed
 
                 e = await start_managed(self, name, paused, force_boot)
                 if e is not None:
@@ -407,7 +407,7 @@ class Service:
         dom = boot or e.domain
         self._check_files(dom)
         self._check_disk_users(name, dom)
-        from virtkit.daemon.networks import bridges_for
+        from virtkit.daemon.network.service import bridges_for
 
         nets = await bridges_for(self, dom)  # managed networks: name -> bridge
         taps.check_bridges(dom, nets)
@@ -516,7 +516,7 @@ class Service:
 
     def pool_targets(self) -> list[Path]:
         """Directories of the active storage pools (where images count as managed)."""
-        from virtkit.daemon.pools import manager
+        from virtkit.daemon.storage.pools import manager
 
         return manager(self).allowed()
 
@@ -644,7 +644,7 @@ class Service:
             pid=rec.pid if rec else None, machine=dom.machine,
             operation=self.locks.holder(name),
         )  # fmt: skip
-        from virtkit.daemon.saverestore import managed_save_path
+        from virtkit.daemon.domains.saverestore import managed_save_path
 
         d["managed_save"] = managed_save_path(self, dom).exists()
         if rec is not None and rec.qemu_uid is not None:

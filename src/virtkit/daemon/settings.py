@@ -16,7 +16,7 @@ class Settings:
     launch_timeout_s: float = 30.0  # VIRTKIT_LAUNCH_TIMEOUT_S: QEMU start to QMP ready
     qmp_timeout_s: float = 10.0  # VIRTKIT_QMP_TIMEOUT_S: one QMP command
     restart_backoff_s: float = 1.0  # VIRTKIT_RESTART_BACKOFF_S: first on_crash restart delay
-    # overcommit (daemon/overcommit.py): vCPUs per online host CPU, memory per MiB MemTotal
+    # overcommit (daemon/domains/overcommit.py): vCPUs per online host CPU, memory per MiB MemTotal
     cpu_allocation_ratio: float = 16.0  # VIRTKIT_CPU_ALLOCATION_RATIO
     memory_allocation_ratio: float = 1.5  # VIRTKIT_MEMORY_ALLOCATION_RATIO
     # VIRTKIT_CONFINE: auto (= on for a system-mode daemon running as root) | on | off

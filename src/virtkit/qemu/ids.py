@@ -1,6 +1,6 @@
 """QEMU ids of a domain's devices and backends: the ONE place they are spelled.
 
-qemu/argv.py (the command line), the hot-plug code (daemon/hotplug.py, hp_net.py) and
+qemu/argv.py (the command line), the hot-plug code (daemon/hotplug/disks.py, hp_net.py) and
 migration all name QEMU objects through these functions."""
 
 from __future__ import annotations

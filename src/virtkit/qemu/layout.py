@@ -4,7 +4,7 @@ A migration stream only loads into a QEMU whose devices sit where the source's d
 A cold-booted command line puts every PCI device on the root bus in argv order, but a
 guest that lived for a while has devices hot-plugged into root ports (and maybe cold
 ones unplugged, moving nothing else) and DIMMs plugged. The source reads the layout
-from QOM (daemon/migrate_layout.py); ``apply_layout`` pins each PCI device of the
+from QOM (daemon/migration/layout.py); ``apply_layout`` pins each PCI device of the
 destination's argv to the same bus and slot and adds the DIMMs with the same ids,
 sizes, addresses and slots.
 """

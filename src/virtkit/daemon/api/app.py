@@ -184,8 +184,8 @@ def create_app(svc: Service) -> FastAPI:
 
     @app.post("/v1/install", response_model=s.InstallResponse, tags=["lifecycle"])
     async def install(body: s.InstallRequest) -> dict[str, Any]:
-        from virtkit.daemon.install import run_install
-        from virtkit.daemon.roles import check_install
+        from virtkit.daemon.auth.roles import check_install
+        from virtkit.daemon.domains.install import run_install
 
         check_install(svc, body.spec)  # remote callers: media and disks only in pools
         res = await run_install(svc, body.spec, dry_run=body.dry_run)

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from virtkit.daemon import blockops, clone, saverestore, undefine
 from virtkit.daemon.api import schemas as s
-from virtkit.daemon.roles import allowed_dirs, check_paths
+from virtkit.daemon.auth.roles import allowed_dirs, check_paths
+from virtkit.daemon.domains import blockops, clone, saverestore, undefine
 from virtkit.daemon.service import Service
 
 

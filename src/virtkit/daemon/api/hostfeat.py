@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtkit.daemon import nodedev, tuning
+from virtkit.daemon.domains import tuning
+from virtkit.daemon.host import nodedev
 from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError
 

@@ -11,7 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtkit.daemon import hotplug, hp_cpu, hp_device, hp_mem, hp_net
+from virtkit.daemon.hotplug import cpu as hp_cpu
+from virtkit.daemon.hotplug import device as hp_device
+from virtkit.daemon.hotplug import disks as hotplug
+from virtkit.daemon.hotplug import memory as hp_mem
+from virtkit.daemon.hotplug import nic as hp_net
 from virtkit.daemon.service import Service
 
 

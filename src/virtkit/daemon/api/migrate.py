@@ -1,7 +1,7 @@
 """Migration routes: the source's job (migrate, domjobinfo, domjobabort, max downtime and
 speed) and the destination's side that another daemon calls (prepare, finish, abort).
 
-Logic lives in daemon/migrate.py (source), migrate_in.py (destination), migrate_job.py.
+Logic lives in daemon/migration/source.py (source), migrate_in.py (destination), migrate_job.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtkit.daemon import migrate, migrate_in
 from virtkit.daemon.api import schemas as s
-from virtkit.daemon.migrate_job import jobs
+from virtkit.daemon.migration import dest as migrate_in
+from virtkit.daemon.migration import source as migrate
+from virtkit.daemon.migration.job import jobs
 from virtkit.daemon.service import Service
 
 

@@ -1,4 +1,4 @@
-"""API route of ``qemu-monitor-command`` (admin only; see daemon/monitorcmd.py)."""
+"""API route of ``qemu-monitor-command`` (admin only; see daemon/domains/monitorcmd.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def router(svc: Service) -> APIRouter:
 
     @r.post("/v1/domains/{name}/monitor", response_model=MonitorReply, tags=["domains"])
     async def monitor(name: str, body: MonitorRequest) -> dict[str, Any]:
-        from virtkit.daemon.monitorcmd import monitor_command
+        from virtkit.daemon.domains.monitorcmd import monitor_command
 
         return {"reply": await monitor_command(svc, name, body.command, body.hmp)}
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtkit.daemon import domif
 from virtkit.daemon.api import schemas as s
-from virtkit.daemon.networks import NetworkManager, manager
+from virtkit.daemon.domains import domif
+from virtkit.daemon.network.service import NetworkManager, manager
 from virtkit.daemon.service import Service
 from virtkit.formats.libvirt_netxml import network_to_xml
 from virtkit.formats.netfile import network_to_mapping

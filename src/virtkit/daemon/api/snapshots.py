@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtkit.daemon import snapshots as snap
+from virtkit.daemon.domains import snapshots as snap
 from virtkit.daemon.service import Service
 
 

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from virtkit.daemon import stats
+from virtkit.daemon.domains import stats
 from virtkit.daemon.service import Service
 from virtkit.model.state import State
 

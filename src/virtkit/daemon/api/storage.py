@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from virtkit.daemon.api import schemas as s
-from virtkit.daemon.pools import PoolManager, manager
 from virtkit.daemon.service import Service
+from virtkit.daemon.storage.pools import PoolManager, manager
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 P = "/v1/pools/{pool}"
@@ -38,7 +38,7 @@ def router(svc: Service) -> APIRouter:
 
     @r.post("/v1/pools", response_model=s.PoolInfo, status_code=201, tags=["storage"])
     async def define_pool(body: s.PoolDefineRequest) -> dict[str, Any]:
-        from virtkit.daemon.roles import REMOTE, ROLE, require_admin
+        from virtkit.daemon.auth.roles import REMOTE, ROLE, require_admin
 
         if ROLE.get() == REMOTE:  # a pool decides which host paths remote callers reach
             require_admin("defining a storage pool")

@@ -15,9 +15,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
 
+from virtkit.daemon.auth.webauth import VNC_TOKEN_TTL_S, WebAuth
+from virtkit.daemon.domains.vnc import open_vnc, vnc_address
 from virtkit.daemon.service import Service
-from virtkit.daemon.vnc import open_vnc, vnc_address
-from virtkit.daemon.webauth import VNC_TOKEN_TTL_S, WebAuth
 from virtkit.errors import VirtkitError, http_status
 
 

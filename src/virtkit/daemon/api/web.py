@@ -26,8 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from virtkit.daemon.api import schemas as s
-from virtkit.daemon.service import Service
-from virtkit.daemon.webauth import (
+from virtkit.daemon.auth.webauth import (
     LOGIN_TOKEN_TTL_S,
     SESSION_TTL_S,
     WebAuth,
@@ -35,6 +34,7 @@ from virtkit.daemon.webauth import (
     listener_port,
     safe_next,
 )
+from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError, StateError
 
 
@@ -111,7 +111,7 @@ def api_router(svc: Service, web: WebState) -> APIRouter:
 
     @r.post("/v1/install/argv", response_model=s.InstallResponse, tags=["lifecycle"])
     async def install_argv(body: InstallArgvRequest) -> dict[str, Any]:
-        from virtkit.daemon.install import run_install
+        from virtkit.daemon.domains.install import run_install
         from virtkit.formats.virtinstall import parse_install_args
 
         if any(len(a) > 4096 for a in body.argv):
@@ -119,7 +119,7 @@ def api_router(svc: Service, web: WebState) -> APIRouter:
         parsed = parse_install_args(body.argv, unprivileged=os.geteuid() != 0)
         if parsed.print_xml:
             raise ConfigError("--print-xml is for the command line (`virtkit install`)")
-        from virtkit.daemon.roles import check_install
+        from virtkit.daemon.auth.roles import check_install
 
         check_install(svc, parsed.spec)  # the same role checks as POST /v1/install
         res = await run_install(svc, parsed.spec, dry_run=body.dry_run or parsed.dry_run)

@@ -1,7 +1,7 @@
 """The gate in front of the browser (TCP) listener: login, CSRF, origin, headers.
 
 Wraps the same ASGI app the Unix socket serves. Every request needs a valid
-session cookie (daemon/webauth.py) except the login page itself; requests that
+session cookie (daemon/auth/webauth.py) except the login page itself; requests that
 change state also need the ``X-Virtkit-CSRF`` header (a custom header a
 cross-site form or fetch cannot send without a CORS preflight we never answer),
 and websockets must come from our own origin (browsers do not apply CORS to
@@ -22,7 +22,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from virtkit.daemon.webauth import CSRF_HEADER, WebAuth, cookie_names, listener_port
+from virtkit.daemon.auth.webauth import CSRF_HEADER, WebAuth, cookie_names, listener_port
 
 LOGIN_FIRST = (
     "log in first: run `virtkit ui` on the host for a login link, or use the password "

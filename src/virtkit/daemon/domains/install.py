@@ -96,7 +96,7 @@ def _precheck(svc: Service, spec: InstallSpec) -> None:
 
 async def _resolve_volumes(svc: Service, spec: InstallSpec) -> InstallSpec:
     """--disk vol=POOL/NAME: put each volume's real path and recorded format in place."""
-    from virtkit.daemon.pools import resolve_volume
+    from virtkit.daemon.storage.pools import resolve_volume
 
     loop = asyncio.get_running_loop()
     disks = list(spec.domain.disks)
@@ -114,7 +114,7 @@ async def _resolve_volumes(svc: Service, spec: InstallSpec) -> InstallSpec:
 def _place_new_disks(svc: Service, spec: InstallSpec) -> InstallSpec:
     """``--disk size=N`` without path=: the daemon, not the client, picks the file: a free
     name in the pool's directory (``default`` lives under this daemon's state directory)."""
-    from virtkit.daemon.pools import manager
+    from virtkit.daemon.storage.pools import manager
 
     if not any(nd.pool for nd in spec.new_disks):
         return spec
@@ -150,7 +150,7 @@ def _place_new_disks(svc: Service, spec: InstallSpec) -> InstallSpec:
 
 async def _create_disks(svc: Service, spec: InstallSpec, revert: RevertStack,
                         result: InstallResult) -> None:  # fmt: skip
-    from virtkit.daemon.pools import manager
+    from virtkit.daemon.storage.pools import manager
     from virtkit.storage import disks
 
     loop = asyncio.get_running_loop()
@@ -291,9 +291,9 @@ async def _preflight(svc: Service, spec: InstallSpec, dom: Domain, booted: Domai
     ``dom`` is the final definition, ``booted`` the installer's boot of it. The disks the
     install creates do not exist yet, and the installer files virtkit fetched into
     ``ours`` are its own: both are left out of the file checks."""
-    from virtkit.daemon import networks
-    from virtkit.daemon.hoststart import host_checks
-    from virtkit.daemon.roles import check_domain
+    from virtkit.daemon.auth.roles import check_domain
+    from virtkit.daemon.domains.hoststart import host_checks
+    from virtkit.daemon.network import service as networks
     from virtkit.model.domain import NicType
     from virtkit.model.network import DEFAULT_NETWORK
     from virtkit.network import taps

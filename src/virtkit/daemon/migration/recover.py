@@ -17,9 +17,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from virtkit.daemon import migrate_disks, migrate_in
-from virtkit.daemon.migrate import ACTIVE, cancel_migration, finish_source, resume_if, set_phase
-from virtkit.daemon.peer import Peer
+from virtkit.daemon.migration import dest as migrate_in
+from virtkit.daemon.migration import disks as migrate_disks
+from virtkit.daemon.migration.peer import Peer
+from virtkit.daemon.migration.source import (
+    ACTIVE,
+    cancel_migration,
+    finish_source,
+    resume_if,
+    set_phase,
+)
 from virtkit.errors import VirtkitError
 from virtkit.formats.domfile import domain_to_mapping
 

@@ -9,9 +9,9 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon import overcommit
-from virtkit.daemon.hoststart import allow_memlock, check_hostdevs, memlock_bytes
-from virtkit.daemon.hotplug import (
+from virtkit.daemon.domains import overcommit
+from virtkit.daemon.domains.hoststart import allow_memlock, check_hostdevs, memlock_bytes
+from virtkit.daemon.hotplug.disks import (
     device_add_pci,
     last_seq,
     live_domain,
@@ -224,7 +224,7 @@ async def detach_hostdev(
     svc: Service, name: str, address: str, *, live: bool = False, config: bool = False,
     persistent: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    from virtkit.daemon.hotplug import wait_deleted
+    from virtkit.daemon.hotplug.disks import wait_deleted
 
     address = pci.address_of(address)
     async with svc.locks.hold(name, "detach-device"):

@@ -5,7 +5,7 @@ CSRF, origin checks). Default ``127.0.0.1:8738`` (settings: VIRTKIT_UI_LISTEN,
 ``virtkitd --ui-listen``; ``none`` turns it off; port 0 picks a free port). An
 address already taken is a warning, not a failed daemon (guests matter more); the
 default port, taken by another daemon, falls back to a free one.
-On a non-loopback address requests run with the "remote" role (daemon/roles.py:
+On a non-loopback address requests run with the "remote" role (daemon/auth/roles.py:
 install media and disks only from storage pools). TLS for such listeners belongs
 here (a server-side SSLContext on the socket).
 """
@@ -134,8 +134,8 @@ async def start_ui(app: Any, listen: str) -> UiListener | None:
         return None
     inner = app
     if not is_loopback(addr[0]):  # reachable from the network: the "remote" role's limits
-        from virtkit.daemon.listeners import RoleApp
-        from virtkit.daemon.roles import REMOTE
+        from virtkit.daemon.api.listeners import RoleApp
+        from virtkit.daemon.auth.roles import REMOTE
 
         inner = RoleApp(app, REMOTE)
     listener = UiListener(WebGate(inner, web.auth), *addr)

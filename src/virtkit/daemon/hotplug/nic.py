@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.hotplug import (
+from virtkit.daemon.hotplug.disks import (
     device_add_pci,
     last_seq,
     live_domain,
@@ -82,7 +82,7 @@ async def attach_interface(
         sc = scope(e, live, config, persistent)
         nets: dict[str, str] = {}
         if nic.type is NicType.NETWORK:  # defined (live: active, its MAC free on it)
-            from virtkit.daemon.networks import bridges_for
+            from virtkit.daemon.network.service import bridges_for
 
             probe = e.domain.model_copy(update={"nics": [nic]})
             nets = await bridges_for(svc, probe)

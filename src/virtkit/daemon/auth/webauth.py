@@ -1,7 +1,7 @@
 """Who may use the browser listener: a password, one-time login links, sessions, tokens.
 
 The Unix socket needs none of this (its file mode is the access control). The
-TCP listener for browsers (daemon/uilisten.py) does:
+TCP listener for browsers (daemon/api/uilisten.py) does:
 
 - ``web-password`` in the state directory (0600, made on first start) is the
   password for the login form. Its HMAC is the key that signs session cookies,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from virtkit.daemon.blockops import current_disks
-from virtkit.daemon.saverestore import managed_save_path
+from virtkit.daemon.domains.blockops import current_disks
+from virtkit.daemon.domains.saverestore import managed_save_path
 from virtkit.errors import ConfigError, StateError, VirtkitError
 from virtkit.model.domain import Disk, DiskDevice, Domain
 from virtkit.storage.images import backing_chain
@@ -147,7 +147,7 @@ async def undefine(svc: Service, name: str, *, remove_all_storage: bool = False,
             res.removed = [r for r in res.removed if r["path"] != str(p)]
             res.kept.append({"target": "", "path": str(p), "reason": f"{exc.strerror}"})
     if doomed:
-        from virtkit.daemon.pools import manager
+        from virtkit.daemon.storage.pools import manager
 
         manager(svc).forget_removed(doomed)
     if managed_save and save.exists():

@@ -209,7 +209,7 @@ async def attach_disk(
         disk = Disk(path=source, target=target, format=subdriver, bus=bus, readonly=readonly)
     except ValueError as exc:
         raise ConfigError(f"bad disk for attach-disk: {exc}") from None
-    from virtkit.daemon.roles import allowed_dirs, check_paths
+    from virtkit.daemon.auth.roles import allowed_dirs, check_paths
 
     check_paths([source], allowed_dirs(svc))  # remote callers: only images in pools
     async with svc.locks.hold(name, "attach-disk"):

@@ -1,4 +1,4 @@
-"""The API's extra listeners, each serving the same app under a role (daemon/roles.py).
+"""The API's extra listeners, each serving the same app under a role (daemon/auth/roles.py).
 
   virtkitd.sock      (main.py) admin: 0660 root:virtkit in system mode, 0600 in session mode
   virtkitd-ro.sock   readonly: GET requests and the event stream, for monitoring
@@ -25,7 +25,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from virtkit.daemon.roles import READ_METHODS, READONLY, ROLE, SCOPE_KEY
+from virtkit.daemon.auth.roles import READ_METHODS, READONLY, ROLE, SCOPE_KEY
 from virtkit.errors import ConfigError, DaemonError
 from virtkit.paths import Paths
 
@@ -181,7 +181,7 @@ async def start_listeners(app: ASGIApp, paths: Paths, listen_tls: str,
     await lst.start()
     out.append(lst)
     if listen_tls:
-        from virtkit.daemon.roles import REMOTE
+        from virtkit.daemon.auth.roles import REMOTE
 
         host, port = parse_addr(listen_tls)
         ctx = tls_context(Path(tls_dir) if tls_dir else paths.state_dir / "pki")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.hoststart import (
+from virtkit.daemon.domains.hoststart import (
     check_cpus,
     emulator_tids,
     get_affinity,
@@ -14,7 +14,14 @@ from virtkit.daemon.hoststart import (
     tgid,
     vcpu_threads,
 )
-from virtkit.daemon.hotplug import live_domain, monitor, scope, set_config, set_live, validated
+from virtkit.daemon.hotplug.disks import (
+    live_domain,
+    monitor,
+    scope,
+    set_config,
+    set_live,
+    validated,
+)
 from virtkit.errors import ConfigError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_to_mapping
 from virtkit.host import numa

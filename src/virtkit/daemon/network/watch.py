@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from virtkit.daemon.networks import MARKER, WATCHDOG_S, _thread
+from virtkit.daemon.network.service import MARKER, WATCHDOG_S, _thread
 from virtkit.errors import VirtkitError
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.model.domain import NicType
@@ -24,8 +24,8 @@ from virtkit.network import dnsmasq as D
 from virtkit.network import firewall as F
 
 if TYPE_CHECKING:
-    from virtkit.daemon.netstore import StoredNetwork
-    from virtkit.daemon.networks import NetworkManager
+    from virtkit.daemon.network.service import NetworkManager
+    from virtkit.daemon.network.store import StoredNetwork
 
 log = logging.getLogger("virtkit.networks")
 

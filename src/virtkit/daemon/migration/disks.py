@@ -16,11 +16,11 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.migrate_in import copied_disks
+from virtkit.daemon.migration.dest import copied_disks
 from virtkit.errors import QmpError
 
 if TYPE_CHECKING:
-    from virtkit.daemon.migrate_job import Job
+    from virtkit.daemon.migration.job import Job
     from virtkit.model.domain import Domain
     from virtkit.qemu.qmp import Monitor
     from virtkit.revert import RevertStack

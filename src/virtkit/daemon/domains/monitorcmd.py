@@ -1,7 +1,7 @@
 """``qemu-monitor-command``: raw QMP (or HMP) for the administrator; taints the domain.
 
 Raw monitor access bypasses everything virtkit tracks (devices, state, secrets), so it
-is refused to every role but admin (daemon/roles.py), and the domain is marked
+is refused to every role but admin (daemon/auth/roles.py), and the domain is marked
 tainted ("custom-monitor") in dominfo while that QEMU runs, like libvirt does.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from virtkit.daemon.roles import require_admin
+from virtkit.daemon.auth.roles import require_admin
 from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError
 

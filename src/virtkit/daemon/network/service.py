@@ -5,7 +5,7 @@ with the host's address (network/bridge.py), an nftables table (network/firewall
 with DHCP, a dnsmasq (network/dnsmasq.py) — each step of ``start`` is undone if a later one
 fails, and ``destroy`` removes all three. Both refuse to act on what running guests use.
 
-At daemon start ``reconcile`` (daemon/netwatch.py) adopts what still runs, rebuilds what
+At daemon start ``reconcile`` (daemon/network/watch.py) adopts what still runs, rebuilds what
 is missing and tears down leftovers; a watchdog restarts a dnsmasq that died.
 
 The ``default`` network (NAT, 192.168.122.0/24 like libvirt's virbr0) is defined the first
@@ -23,8 +23,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.netstore import NetStore, StoredNetwork
-from virtkit.daemon.pools import _KeyLocks
+from virtkit.daemon.network.store import NetStore, StoredNetwork
+from virtkit.daemon.storage.pools import _KeyLocks
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError
 from virtkit.formats.netfile import network_from_mapping, network_from_text, network_to_mapping
 from virtkit.model.domain import Domain, NicType
@@ -309,15 +309,15 @@ class NetworkManager:
         out = self.view(n) | {"active": False}
         return out
 
-    # -- reconcile and watchdog (daemon/netwatch.py) ---------------------------------------
+    # -- reconcile and watchdog (daemon/network/watch.py) ---------------------------------------
 
     async def reconcile(self) -> None:
-        from virtkit.daemon.netwatch import reconcile
+        from virtkit.daemon.network.watch import reconcile
 
         await reconcile(self)
 
     def _ensure_watchdog(self) -> None:
-        from virtkit.daemon.netwatch import ensure_watchdog
+        from virtkit.daemon.network.watch import ensure_watchdog
 
         ensure_watchdog(self)
 

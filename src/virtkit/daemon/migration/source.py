@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.migrate_disks import complete_mirrors, copy_targets, mirror, sizes_of
-from virtkit.daemon.migrate_in import set_caps
-from virtkit.daemon.migrate_job import Job, JobType, current, jobs
-from virtkit.daemon.migrate_layout import describe
-from virtkit.daemon.peer import Peer
+from virtkit.daemon.migration.dest import set_caps
+from virtkit.daemon.migration.disks import complete_mirrors, copy_targets, mirror, sizes_of
+from virtkit.daemon.migration.job import Job, JobType, current, jobs
+from virtkit.daemon.migration.layout import describe
+from virtkit.daemon.migration.peer import Peer
 from virtkit.errors import ConfigError, QmpError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.state import Reason, State
@@ -270,7 +270,7 @@ async def _wait(sup: Supervisor, mon: Monitor, job: Job, opts: MigrateOptions,
 
 async def abort(svc: Service, name: str) -> dict[str, Any]:
     """domjobabort: the job notices and reverts (the guest stays here)."""
-    from virtkit.daemon.migrate_job import require_current
+    from virtkit.daemon.migration.job import require_current
 
     job = require_current(svc, name)
     if job.postcopy_started:

@@ -9,8 +9,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.hoststart import apply_pins, get_affinity
-from virtkit.daemon.hotplug import (
+from virtkit.daemon.domains.hoststart import apply_pins, get_affinity
+from virtkit.daemon.hotplug.disks import (
     DETACH_TIMEOUT_S,
     live_domain,
     monitor,
@@ -66,7 +66,7 @@ async def setvcpus(
                     "--maximum --config`, then restart the guest"
                 )
             if count > cur.vcpus:
-                from virtkit.daemon.overcommit import check_grow
+                from virtkit.daemon.domains.overcommit import check_grow
 
                 check_grow(svc, name, vcpus=count - cur.vcpus)
             await _set_live(svc, name, count)

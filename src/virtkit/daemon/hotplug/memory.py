@@ -11,8 +11,15 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon import overcommit
-from virtkit.daemon.hotplug import live_domain, monitor, scope, set_config, set_live, validated
+from virtkit.daemon.domains import overcommit
+from virtkit.daemon.hotplug.disks import (
+    live_domain,
+    monitor,
+    scope,
+    set_config,
+    set_live,
+    validated,
+)
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import MIN_MEMORY_MIB
 from virtkit.qemu.qmp import Monitor
@@ -214,7 +221,7 @@ async def attach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
 async def detach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
     """Unplug a hot-plugged DIMM of ``size_mib`` (the newest such); the guest must offline
     its memory first, which Linux does on the ACPI eject request when it can."""
-    from virtkit.daemon.hotplug import last_seq, wait_deleted
+    from virtkit.daemon.hotplug.disks import last_seq, wait_deleted
 
     async with svc.locks.hold(name, "detach-device"):
         e = svc.entry(name)

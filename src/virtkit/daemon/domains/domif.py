@@ -15,7 +15,14 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from virtkit.daemon.hotplug import live_domain, monitor, scope, set_config, set_live, validated
+from virtkit.daemon.hotplug.disks import (
+    live_domain,
+    monitor,
+    scope,
+    set_config,
+    set_live,
+    validated,
+)
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import Domain, Nic, NicType
 from virtkit.model.portfwd import hostfwd_key, parse_hostfwd
@@ -61,7 +68,7 @@ async def ifaddr(svc: Service, name: str, source: str = "lease") -> list[dict[st
     dom = live_domain(e)
     out = []
     if source == "lease":
-        from virtkit.daemon.networks import manager
+        from virtkit.daemon.network.service import manager
 
         m = manager(svc)
         for i, nic in enumerate(dom.nics):
@@ -85,7 +92,7 @@ async def ifaddr(svc: Service, name: str, source: str = "lease") -> list[dict[st
 
 def ifstat(svc: Service, name: str, interface: str | None = None) -> list[dict[str, Any]]:
     """Counters seen from the guest (a tap's tx is the guest's rx), per tapped NIC."""
-    from virtkit.daemon.stats import Host, net_stats
+    from virtkit.daemon.domains.stats import Host, net_stats
 
     e = svc.entry(name)
     if not e.active:
@@ -195,7 +202,7 @@ async def port_forward(svc: Service, name: str, add: list[str], remove: list[str
 
 async def _netdev(e: Entry, nic: Nic, i: int) -> str:
     """The QEMU netdev id of the NIC (hot-plugged NICs keep their own index)."""
-    from virtkit.daemon.hp_net import live_nics
+    from virtkit.daemon.hotplug.nic import live_nics
 
     found = (await live_nics(monitor(e))).get(nic.mac or "")
     return f"net{i if found is None else found}"

@@ -107,11 +107,12 @@ async def attach_device(
     config: bool = False,
     persistent: bool = False,
 ) -> dict[str, Any]:
-    from virtkit.daemon import hotplug, hp_mem
+    from virtkit.daemon.hotplug import disks as hotplug
+    from virtkit.daemon.hotplug import memory as hp_mem
 
     spec = parse_device(text)
     if spec.kind == "hostdev":
-        from virtkit.daemon import nodedev
+        from virtkit.daemon.host import nodedev
 
         return await nodedev.attach_hostdev(
             svc, name, spec.address, managed=spec.managed, live=live, config=config,
@@ -150,11 +151,12 @@ async def detach_device(
     config: bool = False,
     persistent: bool = False,
 ) -> dict[str, Any]:
-    from virtkit.daemon import hotplug, hp_mem
+    from virtkit.daemon.hotplug import disks as hotplug
+    from virtkit.daemon.hotplug import memory as hp_mem
 
     spec = parse_device(text)
     if spec.kind == "hostdev":
-        from virtkit.daemon import nodedev
+        from virtkit.daemon.host import nodedev
 
         return await nodedev.detach_hostdev(
             svc, name, spec.address, live=live, config=config, persistent=persistent

@@ -14,7 +14,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from virtkit.daemon import overcommit
+from virtkit.daemon.domains import overcommit
 from virtkit.errors import ConfigError, HostError, StateError, VirtkitError
 from virtkit.host import numa, pci
 from virtkit.model.hostfeat import format_cpuset, parse_cpuset
