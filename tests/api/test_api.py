@@ -11,6 +11,7 @@ import pytest
 
 import virtkit
 from tests.api.conftest import MACS, UUIDS, Api, Scenario, validate
+from virtkit.daemon.locks import DomainKey
 
 Run = Callable[[Scenario], None]
 
@@ -280,7 +281,7 @@ def test_verb_on_stopped_domain_is_409(api: Run, verb: str) -> None:
 def test_busy_domain_is_409_naming_the_operation(api: Run) -> None:
     async def scenario(c: Api) -> None:
         await c.define_yaml(YAML)
-        async with c.svc.locks.hold("web", "migrate"):
+        async with c.svc.locks.hold(DomainKey("web"), "migrate"):
             assert (await c.get("/v1/domains/web"))["operation"] == "migrate"
             msg = await c.error("POST", "/v1/domains/web/destroy", 409, "busy")
             assert "busy" in msg

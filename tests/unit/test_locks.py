@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.locks import DomainKey, OpLocks
 from virtkit.errors import BusyError, StateError
 
 
@@ -17,21 +17,21 @@ def test_second_holder_gets_busy_error_naming_the_holder() -> None:
         release = asyncio.Event()
 
         async def first() -> None:
-            async with locks.hold("web", "start"):
+            async with locks.hold(DomainKey("web"), "start"):
                 held.set()
                 await release.wait()
 
         task = asyncio.create_task(first())
         await held.wait()
-        assert locks.holder("web") == "start"
+        assert locks.holder(DomainKey("web")) == "start"
         try:
             with pytest.raises(BusyError) as exc:
-                async with locks.hold("web", "destroy", wait_s=0.05):
+                async with locks.hold(DomainKey("web"), "destroy", wait_s=0.05):
                     pass
         finally:
             release.set()
             await task
-        assert locks.holder("web") is None
+        assert locks.holder(DomainKey("web")) is None
         return exc.value
 
     err = asyncio.run(main())
@@ -49,16 +49,16 @@ def test_waiter_gets_the_lock_when_the_holder_finishes() -> None:
         held = asyncio.Event()
 
         async def first() -> None:
-            async with locks.hold("web", "shutdown"):
+            async with locks.hold(DomainKey("web"), "shutdown"):
                 held.set()
                 await asyncio.sleep(0.02)
                 order.append("shutdown done")
 
         task = asyncio.create_task(first())
         await held.wait()
-        async with locks.hold("web", "start", wait_s=2.0):
+        async with locks.hold(DomainKey("web"), "start", wait_s=2.0):
             order.append("start runs")
-            assert locks.holder("web") == "start"
+            assert locks.holder(DomainKey("web")) == "start"
         await task
         return order
 
@@ -68,9 +68,9 @@ def test_waiter_gets_the_lock_when_the_holder_finishes() -> None:
 def test_default_wait_is_used() -> None:
     async def main() -> None:
         locks = OpLocks(wait_s=0.01)
-        async with locks.hold("web", "migrate"):
+        async with locks.hold(DomainKey("web"), "migrate"):
             with pytest.raises(BusyError, match="migrate"):
-                async with locks.hold("web", "start"):
+                async with locks.hold(DomainKey("web"), "start"):
                     pass
 
     asyncio.run(main())
@@ -79,8 +79,8 @@ def test_default_wait_is_used() -> None:
 def test_domains_do_not_block_each_other() -> None:
     async def main() -> None:
         locks = OpLocks(wait_s=0.01)
-        async with locks.hold("web", "start"), locks.hold("db", "start"):
-            assert locks.holder("web") == locks.holder("db") == "start"
+        async with locks.hold(DomainKey("web"), "start"), locks.hold(DomainKey("db"), "start"):
+            assert locks.holder(DomainKey("web")) == locks.holder(DomainKey("db")) == "start"
 
     asyncio.run(main())
 
@@ -89,10 +89,10 @@ def test_lock_released_on_error() -> None:
     async def main() -> None:
         locks = OpLocks(wait_s=0.01)
         with pytest.raises(RuntimeError):
-            async with locks.hold("web", "start"):
+            async with locks.hold(DomainKey("web"), "start"):
                 raise RuntimeError("launch failed")
-        assert locks.holder("web") is None
-        async with locks.hold("web", "start"):
+        assert locks.holder(DomainKey("web")) is None
+        async with locks.hold(DomainKey("web"), "start"):
             pass
 
     asyncio.run(main())
@@ -101,12 +101,12 @@ def test_lock_released_on_error() -> None:
 def test_forget() -> None:
     async def main() -> None:
         locks = OpLocks(wait_s=0.01)
-        async with locks.hold("web", "undefine"):
-            locks.forget("web")  # held: kept
-            assert locks.holder("web") == "undefine"
-        locks.forget("web")
-        locks.forget("never-seen")
-        async with locks.hold("web", "define"):
+        async with locks.hold(DomainKey("web"), "undefine"):
+            locks.forget(DomainKey("web"))  # held: kept
+            assert locks.holder(DomainKey("web")) == "undefine"
+        locks.forget(DomainKey("web"))
+        locks.forget(DomainKey("never-seen"))
+        async with locks.hold(DomainKey("web"), "define"):
             pass
 
     asyncio.run(main())

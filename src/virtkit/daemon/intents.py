@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import VirtkitError
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ async def recover(svc: Service) -> None:
         handler = handlers.get(op)
         outcome = "nothing to do: the domain is gone"
         if e is not None and handler is not None:
-            async with svc.locks.hold(domain, f"recover {op}"):
+            async with svc.locks.hold(DomainKey(domain), f"recover {op}"):
                 try:
                     outcome = await handler(svc, e, data)
                 except (VirtkitError, OSError) as exc:

@@ -25,7 +25,7 @@ from virtkit.daemon.domains.autorestart import RestartPolicy
 from virtkit.daemon.domains.confinement import Confiner
 from virtkit.daemon.domains.hoststart import host_checks, release_managed, with_pins
 from virtkit.daemon.events import EventBus
-from virtkit.daemon.locks import OpLocks
+from virtkit.daemon.locks import DomainKey, OpLocks
 from virtkit.daemon.migration.layout import replug
 from virtkit.daemon.settings import Settings
 from virtkit.daemon.store import Store
@@ -242,7 +242,7 @@ class Service:
         if e.persistent:
             self.store.delete_domain(name)
         del self.entries[name]
-        self.locks.forget(name)
+        self.locks.forget(DomainKey(name))
         self.bus.publish(name, "undefined", "removed")
 
     # -- define / undefine --------------------------------------------------------------------
@@ -333,7 +333,7 @@ class Service:
                     f"domain {dom.name!r} already exists (uuid {existing.domain.uuid}); "
                     "to change it, keep its uuid in the file, or undefine it first"
                 )
-            async with self.locks.hold(dom.name, "define"):
+            async with self.locks.hold(DomainKey(dom.name), "define"):
                 dom = normalize(dom, new_uuid=self.new_uuid, new_mac=self.new_mac)
                 self.store.update_domain(dom.name, domain_to_mapping(dom))
                 existing.domain = dom
@@ -349,7 +349,7 @@ class Service:
         return dom
 
     async def undefine(self, name: str) -> None:
-        async with self.locks.hold(name, "undefine"):
+        async with self.locks.hold(DomainKey(name), "undefine"):
             e = self.entry(name)
             if e.active:
                 raise StateError(
@@ -360,7 +360,7 @@ class Service:
             self.confiner.give_back(name)  # nothing normally: a stop gave everything back
             self.store.delete_domain(name)
             del self.entries[name]
-        self.locks.forget(name)
+        self.locks.forget(DomainKey(name))
         self.bus.publish(name, "undefined", "removed")
 
     async def set_autostart(self, name: str, enabled: bool) -> None:
@@ -386,7 +386,7 @@ class Service:
         A managed save image is resumed from (and removed), unless ``force_boot``
         discards it (see saverestore.py).
         """
-        async with self.locks.hold(name, "start"):
+        async with self.locks.hold(DomainKey(name), "start"):
             if boot is None:
                 from virtkit.daemon.domains.saverestore import start_managed
 
@@ -535,7 +535,7 @@ class Service:
         return e.sup
 
     async def shutdown(self, name: str, wait_s: float = 0.0) -> Entry:
-        async with self.locks.hold(name, "shutdown"):
+        async with self.locks.hold(DomainKey(name), "shutdown"):
             sup = self._running(name, "shut down")
             if sup.state is State.PAUSED:
                 raise StateError(
@@ -559,18 +559,18 @@ class Service:
         return self.entry(name)
 
     async def reboot(self, name: str) -> Entry:
-        async with self.locks.hold(name, "reboot"):
+        async with self.locks.hold(DomainKey(name), "reboot"):
             await self._running(name, "reboot").reboot()
         return self.entry(name)
 
     async def reset(self, name: str) -> Entry:
-        async with self.locks.hold(name, "reset"):
+        async with self.locks.hold(DomainKey(name), "reset"):
             await self._running(name, "reset").reset()
             self.bus.publish(name, "reboot", "reset")
         return self.entry(name)
 
     async def destroy(self, name: str, graceful: bool = False) -> Entry:
-        async with self.locks.hold(name, "destroy"):
+        async with self.locks.hold(DomainKey(name), "destroy"):
             e = self.entry(name)
             await self._running(name, "destroy").destroy(graceful)
         return e  # a transient domain is gone from the entries now
@@ -597,7 +597,7 @@ class Service:
             self.store.put_runtime(name, rec.to_json(), e.state, e.reason)
 
     async def suspend(self, name: str) -> Entry:
-        async with self.locks.hold(name, "suspend"):
+        async with self.locks.hold(DomainKey(name), "suspend"):
             sup = self._running(name, "suspend")
             if sup.state is State.PAUSED:
                 raise StateError(f"domain {name!r} is already paused", current="paused",
@@ -607,7 +607,7 @@ class Service:
         return self.entry(name)
 
     async def resume(self, name: str) -> Entry:
-        async with self.locks.hold(name, "resume"):
+        async with self.locks.hold(DomainKey(name), "resume"):
             sup = self._running(name, "resume")
             if sup.state is not State.PAUSED:
                 raise StateError(f"domain {name!r} is {sup.state}, not paused",
@@ -642,7 +642,7 @@ class Service:
             cpu_time_s=round(cpu_s, 3), rss_kib=rss,
             accel=rec.accel if rec else None, accel_note=rec.accel_note if rec else "",
             pid=rec.pid if rec else None, machine=dom.machine,
-            operation=self.locks.holder(name),
+            operation=self.locks.holder(DomainKey(name)),
         )  # fmt: skip
         from virtkit.daemon.domains.saverestore import managed_save_path
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.model.domain import Disk, DiskDevice
@@ -89,7 +90,7 @@ async def block_resize(svc: Service, name: str, target: str, size_bytes: int,
                        shrink: bool = False) -> dict[str, Any]:  # fmt: skip
     """Grow (or with ``shrink``, shrink) a disk; ``size_bytes`` is rounded up to 512."""
     size = -(-size_bytes // SECTOR) * SECTOR
-    async with svc.locks.hold(name, "blockresize"):
+    async with svc.locks.hold(DomainKey(name), "blockresize"):
         e = svc.entry(name)
         disk = find_disk(e, target)
         if disk.readonly or disk.device is DiskDevice.CDROM:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, StateError
 from virtkit.formats.domfile import domain_to_mapping
 from virtkit.model.domain import Disk, DiskDevice, DiskFormat, Domain, check_name
@@ -105,7 +106,7 @@ async def clone(svc: Service, src: str, new: str, files: list[str], *, auto: boo
         raise ConfigError(f"a domain named {new!r} already exists; pick another --name")
     loop = asyncio.get_running_loop()
     result = CloneResult(new)
-    async with svc.locks.hold(src, "clone"):
+    async with svc.locks.hold(DomainKey(src), "clone"):
         e = svc.entry(src)
         if e.active:
             raise StateError(

@@ -23,6 +23,7 @@ from virtkit.daemon.hotplug.disks import (
     set_live,
     validated,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import Domain, Nic, NicType
 from virtkit.model.portfwd import hostfwd_key, parse_hostfwd
@@ -170,7 +171,7 @@ async def port_forward(svc: Service, name: str, add: list[str], remove: list[str
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     remove = [_canon_remove(r) for r in remove]
-    async with svc.locks.hold(name, "port-forward"):
+    async with svc.locks.hold(DomainKey(name), "port-forward"):
         e = svc.entry(name)
         if not add and not remove:
             dom = _current(e)

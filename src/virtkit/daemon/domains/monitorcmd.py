@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from virtkit.daemon.auth.roles import require_admin
+from virtkit.daemon.locks import DomainKey
 from virtkit.daemon.service import Service
 from virtkit.errors import ConfigError
 
@@ -38,7 +39,7 @@ async def monitor_command(svc: Service, name: str, command: str, hmp: bool) -> A
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError('"arguments" must be an object')
         args = raw
-    async with svc.locks.hold(name, "qemu-monitor-command"):
+    async with svc.locks.hold(DomainKey(name), "qemu-monitor-command"):
         sup = svc._running(name, "send a monitor command to")
         e = svc.entry(name)
         tainted = e.extra.setdefault("tainted", [])

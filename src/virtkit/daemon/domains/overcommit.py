@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import StateError, VirtkitError
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.host import facts
@@ -83,7 +84,7 @@ def usage(svc: Service, exclude: str | None = None) -> Usage:
     for name, e in svc.entries.items():
         if name == exclude:
             continue
-        if e.active or svc.locks.holder(name) == "start":
+        if e.active or svc.locks.holder(DomainKey(name)) == "start":
             v, m = _promise(e)
             vcpus, mem, guests = vcpus + v, mem + m, guests + 1
     return Usage(

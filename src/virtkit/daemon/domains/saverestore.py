@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QemuError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping
 from virtkit.fsutil import fsync_dir
@@ -126,7 +127,7 @@ async def save(svc: Service, name: str, file: Path | None, *, paused: bool | Non
     """
     if file is not None and not file.is_absolute():
         raise ConfigError(f"save file {file} must be an absolute path")
-    async with svc.locks.hold(name, "save"):
+    async with svc.locks.hold(DomainKey(name), "save"):
         e = svc.entry(name)
         sup = _running(svc, name, "save")
         if file is None and not e.persistent:
@@ -202,7 +203,7 @@ async def restore(svc: Service, file: Path, paused: bool | None = None) -> Entry
     if created:
         svc.add_transient(dom)
     try:
-        async with svc.locks.hold(dom.name, "restore"):
+        async with svc.locks.hold(DomainKey(dom.name), "restore"):
             run_paused = not header.get("running", True) if paused is None else paused
             e = await _start_from(svc, dom.name, file, offset, dom, run_paused)
     except BaseException:
@@ -242,7 +243,7 @@ async def start_managed(svc: Service, name: str, paused: bool, force_boot: bool
 
 async def managed_save_remove(svc: Service, name: str) -> bool:
     """Delete the managed save image; False if there was none."""
-    async with svc.locks.hold(name, "managedsave-remove"):
+    async with svc.locks.hold(DomainKey(name), "managedsave-remove"):
         path = managed_save_path(svc, svc.entry(name).domain)
         if not path.exists():
             return False

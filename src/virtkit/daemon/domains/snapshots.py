@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from virtkit.daemon import intents
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import Disk, DiskDevice, DiskFormat, check_name
 from virtkit.qemu.qmp import Monitor
@@ -195,7 +196,7 @@ async def create(svc: Service, domain: str, name: str, *, disk_only: bool,
         check_name(name, "snapshot")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    async with svc.locks.hold(domain, "snapshot-create"):
+    async with svc.locks.hold(DomainKey(domain), "snapshot-create"):
         e = svc.entry(domain)
         snaps = _rows(svc, domain)
         if any(s.name == name for s in snaps):
@@ -366,7 +367,7 @@ async def _tags(path: str) -> set[str]:
 
 
 async def revert(svc: Service, domain: str, name: str | None) -> dict[str, Any]:
-    async with svc.locks.hold(domain, "snapshot-revert"):
+    async with svc.locks.hold(DomainKey(domain), "snapshot-revert"):
         e = svc.entry(domain)
         snap = get(svc, domain, name)
         children = [s.name for s in _rows(svc, domain) if s.parent == snap.name]
@@ -409,7 +410,7 @@ async def revert(svc: Service, domain: str, name: str | None) -> dict[str, Any]:
 
 
 async def delete(svc: Service, domain: str, name: str | None) -> None:
-    async with svc.locks.hold(domain, "snapshot-delete"):
+    async with svc.locks.hold(DomainKey(domain), "snapshot-delete"):
         e = svc.entry(domain)
         snap = get(svc, domain, name)
         children = [s.name for s in _rows(svc, domain) if s.parent == snap.name]

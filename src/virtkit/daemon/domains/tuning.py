@@ -22,6 +22,7 @@ from virtkit.daemon.hotplug.disks import (
     set_live,
     validated,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, StateError, VirtkitError
 from virtkit.formats.domfile import domain_to_mapping
 from virtkit.host import numa
@@ -97,7 +98,7 @@ async def vcpupin(
     cpus = _cpus(cpulist, "vcpupin CPU list")
     check_cpus(svc.host, cpus, f"vcpupin of vCPU {vcpu}")
     text = format_cpuset(cpus)
-    async with svc.locks.hold(name, "vcpupin"):
+    async with svc.locks.hold(DomainKey(name), "vcpupin"):
         e = svc.entry(name)
         sc = scope(e, live, config)
         if sc.config and vcpu >= e.domain.effective_max_vcpus:
@@ -141,7 +142,7 @@ async def emulatorpin(
     cpus = _cpus(cpulist, "emulatorpin CPU list")
     check_cpus(svc.host, cpus, "emulatorpin")
     text = format_cpuset(cpus)
-    async with svc.locks.hold(name, "emulatorpin"):
+    async with svc.locks.hold(DomainKey(name), "emulatorpin"):
         e = svc.entry(name)
         sc = scope(e, live, config)
         if sc.live:
@@ -182,7 +183,7 @@ async def numatune(
             "the host memory binding of a running guest cannot be changed (its memory is "
             "already placed); use --config and restart the domain"
         )
-    async with svc.locks.hold(name, "numatune"):
+    async with svc.locks.hold(DomainKey(name), "numatune"):
         e = svc.entry(name)
         if not e.persistent:
             raise StateError(f"domain {name!r} is transient; it has no definition to change",

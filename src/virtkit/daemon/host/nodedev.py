@@ -21,6 +21,7 @@ from virtkit.daemon.hotplug.disks import (
     set_live,
     validated,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, StateError
 from virtkit.host import facts, ksm, numa, pci
 from virtkit.model.hostfeat import nodedev_name
@@ -178,7 +179,7 @@ async def attach_hostdev(
     gets it (now, if live; at start otherwise) and back to its host driver afterwards."""
     address = pci.address_of(address)
     entry = {"address": address, "managed": True} if managed else {"address": address}
-    async with svc.locks.hold(name, "attach-device"):
+    async with svc.locks.hold(DomainKey(name), "attach-device"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         dev = pci.read_device(svc.host, address)  # NotFoundError names nodedev-list
@@ -227,7 +228,7 @@ async def detach_hostdev(
     from virtkit.daemon.hotplug.disks import wait_deleted
 
     address = pci.address_of(address)
-    async with svc.locks.hold(name, "detach-device"):
+    async with svc.locks.hold(DomainKey(name), "detach-device"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         if sc.config and address not in [h.address for h in e.domain.hostdevs]:

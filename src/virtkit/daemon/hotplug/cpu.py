@@ -20,6 +20,7 @@ from virtkit.daemon.hotplug.disks import (
     set_live,
     validated,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, StateError
 from virtkit.host.numa import online
 from virtkit.qemu.qmp import Monitor
@@ -41,7 +42,7 @@ async def setvcpus(
 ) -> dict[str, Any]:
     if count < 1:
         raise ConfigError("the vCPU count must be at least 1")
-    async with svc.locks.hold(name, "setvcpus"):
+    async with svc.locks.hold(DomainKey(name), "setvcpus"):
         e = svc.entry(name)
         if maximum:
             if live:

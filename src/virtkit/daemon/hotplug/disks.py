@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from virtkit.daemon import intents
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.domain import Disk, DiskBus, DiskDevice, Domain
@@ -212,7 +213,7 @@ async def attach_disk(
     from virtkit.daemon.auth.roles import allowed_dirs, check_paths
 
     check_paths([source], allowed_dirs(svc))  # remote callers: only images in pools
-    async with svc.locks.hold(name, "attach-disk"):
+    async with svc.locks.hold(DomainKey(name), "attach-disk"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         if not os.path.exists(source):
@@ -293,7 +294,7 @@ async def detach_disk(
     persistent: bool = False,
     timeout_s: float = DETACH_TIMEOUT_S,
 ) -> dict[str, Any]:
-    async with svc.locks.hold(name, "detach-disk"):
+    async with svc.locks.hold(DomainKey(name), "detach-disk"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         if sc.config and target not in _targets(e.domain):

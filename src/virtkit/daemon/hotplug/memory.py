@@ -20,6 +20,7 @@ from virtkit.daemon.hotplug.disks import (
     set_live,
     validated,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QmpError, StateError
 from virtkit.model.domain import MIN_MEMORY_MIB
 from virtkit.qemu.qmp import Monitor
@@ -60,7 +61,7 @@ async def setmem(
             f"{size_kib} KiB is below the {MIN_MEMORY_MIB} MiB minimum; "
             "sizes without a unit are KiB, like virsh (write 160M for MiB)"
         )
-    async with svc.locks.hold(name, "setmem"):
+    async with svc.locks.hold(DomainKey(name), "setmem"):
         e = svc.entry(name)
         sc = scope(e, live, config)
         if sc.live:
@@ -92,7 +93,7 @@ async def setmaxmem(
     svc: Service, name: str, size_kib: int, *, live: bool = False, config: bool = False
 ) -> dict[str, Any]:
     size = size_kib // 1024
-    async with svc.locks.hold(name, "setmaxmem"):
+    async with svc.locks.hold(DomainKey(name), "setmaxmem"):
         e = svc.entry(name)
         if live or (not config and e.active):
             raise StateError(
@@ -175,7 +176,7 @@ async def attach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
             f"a DIMM of {size_mib} MiB cannot be plugged: use a positive size "
             "in whole 2 MiB steps (Linux onlines 128 MiB blocks)"
         )
-    async with svc.locks.hold(name, "attach-device"):
+    async with svc.locks.hold(DomainKey(name), "attach-device"):
         e = svc.entry(name)
         mon = monitor(e)
         cur = live_domain(e)
@@ -223,7 +224,7 @@ async def detach_dimm(svc: Service, name: str, size_mib: int) -> dict[str, Any]:
     its memory first, which Linux does on the ACPI eject request when it can."""
     from virtkit.daemon.hotplug.disks import last_seq, wait_deleted
 
-    async with svc.locks.hold(name, "detach-device"):
+    async with svc.locks.hold(DomainKey(name), "detach-device"):
         e = svc.entry(name)
         mon = monitor(e)
         match = [d for d in await dimms(mon) if d.size_mib == size_mib and d.id]

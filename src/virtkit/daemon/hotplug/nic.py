@@ -24,6 +24,7 @@ from virtkit.daemon.hotplug.disks import (
     validated,
     wait_deleted,
 )
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, NotFoundError, QmpError
 from virtkit.model.domain import Domain, Nic, NicType
 from virtkit.network import taps
@@ -77,7 +78,7 @@ async def attach_interface(
         raise ConfigError(f"bad interface for attach-interface: {exc}") from None
     if nic.type is NicType.BRIDGE:
         taps.check_bridges(Domain(name="check", nics=[nic]))
-    async with svc.locks.hold(name, "attach-interface"):
+    async with svc.locks.hold(DomainKey(name), "attach-interface"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         nets: dict[str, str] = {}
@@ -147,7 +148,7 @@ async def detach_interface(
     config: bool = False,
     persistent: bool = False,
 ) -> dict[str, Any]:
-    async with svc.locks.hold(name, "detach-interface"):
+    async with svc.locks.hold(DomainKey(name), "detach-interface"):
         e = svc.entry(name)
         sc = scope(e, live, config, persistent)
         cfg_nic = (

@@ -23,6 +23,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.errors import ConfigError, QmpError, StateError
 from virtkit.formats.domfile import domain_from_mapping, domain_to_mapping
 from virtkit.model.domain import DiskDevice, Domain
@@ -151,7 +152,7 @@ async def prepare(svc: Service, spec: dict[str, Any]) -> dict[str, Any]:
     host = str(spec.get("listen_host") or "127.0.0.1")
     sizes = {str(k): int(v) for k, v in (spec.get("copy_storage") or {}).items()}
     created: list[str] = []
-    async with svc.locks.hold(dom.name, "incoming migration"):
+    async with svc.locks.hold(DomainKey(dom.name), "incoming migration"):
         defined = _check_name(svc, dom)
         async with RevertStack() as revert:
             revert.push(lambda: _remove(created), "created images")
@@ -215,7 +216,7 @@ async def finish(svc: Service, name: str, persistent: bool, config: dict[str, An
                  paused: bool = False) -> dict[str, Any]:  # fmt: skip
     """The state has arrived: run the guest here (``paused``: it was paused on the source,
     it stays so). Idempotent (a retried finish succeeds)."""
-    async with svc.locks.hold(name, "incoming migration"):
+    async with svc.locks.hold(DomainKey(name), "incoming migration"):
         e = svc.entry(name)
         mig = e.sup.record.migration if e.sup is not None and e.sup.alive else None
         if e.active and not mig and e.state in (State.RUNNING, State.PAUSED):
@@ -274,7 +275,7 @@ async def abort(svc: Service, name: str) -> None:
 
     QEMU exits by itself when the incoming stream breaks (the source cancelled): then
     only the images this daemon created for it are left to remove."""
-    async with svc.locks.hold(name, "incoming migration"):
+    async with svc.locks.hold(DomainKey(name), "incoming migration"):
         created = _pending(svc).pop(name, None)
         e = svc.entries.get(name)
         if (e is not None and e.active) or created is None:

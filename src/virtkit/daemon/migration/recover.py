@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.daemon.migration import dest as migrate_in
 from virtkit.daemon.migration import disks as migrate_disks
 from virtkit.daemon.migration.peer import Peer
@@ -50,7 +51,7 @@ async def recover(svc: Service, e: Entry) -> None:
             return
         await asyncio.sleep(0.1)
     try:
-        async with svc.locks.hold(name, "migration recovery"):
+        async with svc.locks.hold(DomainKey(name), "migration recovery"):
             if mig.get("role") == "destination":
                 await migrate_in.abandon(svc, e)
                 svc.bus.publish(name, "migration-aborted",

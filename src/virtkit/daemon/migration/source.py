@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import DomainKey
 from virtkit.daemon.migration.dest import set_caps
 from virtkit.daemon.migration.disks import complete_mirrors, copy_targets, mirror, sizes_of
 from virtkit.daemon.migration.job import Job, JobType, current, jobs
@@ -98,7 +99,7 @@ def start(svc: Service, name: str, opts: MigrateOptions) -> Job:
                          f"{name}`", current="migrating", required="no job")  # fmt: skip
     if opts.bandwidth_mib_s is not None and opts.bandwidth_mib_s <= 0:
         raise ConfigError("--bandwidth must be a positive number of MiB/s")
-    holder = svc.locks.holder(name)
+    holder = svc.locks.holder(DomainKey(name))
     if holder is not None:
         raise StateError(f"domain {name!r} is busy ({holder}); try again when it finishes",
                          current=holder, required="idle")  # fmt: skip
@@ -110,7 +111,7 @@ def start(svc: Service, name: str, opts: MigrateOptions) -> Job:
 
 async def _run(svc: Service, name: str, opts: MigrateOptions, peer: Peer, job: Job) -> None:
     try:
-        async with svc.locks.hold(name, "migrate"):
+        async with svc.locks.hold(DomainKey(name), "migrate"):
             await _migrate(svc, name, opts, peer, job)
         job.end(JobType.COMPLETED)
         svc.bus.publish(name, "migrated", f"to {opts.dest_uri}")

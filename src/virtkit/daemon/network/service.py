@@ -23,8 +23,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import NetworkKey
 from virtkit.daemon.network.store import NetStore, StoredNetwork
-from virtkit.daemon.storage.pools import _KeyLocks
 from virtkit.errors import ConfigError, HostError, NotFoundError, StateError
 from virtkit.formats.netfile import network_from_mapping, network_from_text, network_to_mapping
 from virtkit.model.domain import Domain, NicType
@@ -73,7 +73,8 @@ class NetworkManager:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.db = NetStore(svc.store)
-        self.locks = _KeyLocks()
+        self.locks = svc.locks
+        self._defining = asyncio.Lock()  # the default network is defined once
         self.notes: dict[str, str] = {}  # name -> what the user should know (subnet moved)
         self.watchdog: asyncio.Task[None] | None = None
 
@@ -137,7 +138,7 @@ class NetworkManager:
             net = network_from_text(text, source)
         else:
             net = network_from_mapping(config or {}, source)
-        async with self.locks.hold(f"net:{net.name}"):
+        async with self.locks.hold(NetworkKey(net.name), "net-define"):
             existing = self.db.get(net.name)
             others = [self.network(n) for n in self.db.all() if n.name != net.name]
             if net.bridge is None:
@@ -170,7 +171,7 @@ class NetworkManager:
         return net
 
     async def undefine(self, name: str) -> None:
-        async with self.locks.hold(f"net:{name}"):
+        async with self.locks.hold(NetworkKey(name), "net-undefine"):
             n = self.stored(name)
             if n.active:
                 busy = self.users(name)
@@ -196,7 +197,7 @@ class NetworkManager:
         ``start``: and start it (a guest asked for it). Concurrent callers wait."""
         if self.svc.paths.mode != "system" or self.db.get_meta("default_network"):
             return
-        async with self.locks.hold("create-default"):
+        async with self._defining:
             if self.db.get_meta("default_network"):
                 return
             await self._create_default()
@@ -229,7 +230,7 @@ class NetworkManager:
 
     async def start(self, name: str) -> dict[str, Any]:
         n = await self.lookup(name)
-        async with self.locks.hold(f"net:{name}"):
+        async with self.locks.hold(NetworkKey(name), "net-start"):
             n = self.stored(name)
             if n.active:
                 raise StateError(f"network {name!r} is already active", current="active",
@@ -289,7 +290,7 @@ class NetworkManager:
         (files.dir / MARKER).unlink(missing_ok=True)
 
     async def destroy(self, name: str) -> dict[str, Any]:
-        async with self.locks.hold(f"net:{name}"):
+        async with self.locks.hold(NetworkKey(name), "net-destroy"):
             n = self.stored(name)
             if not n.active:
                 raise StateError(f"network {name!r} is not active", current="inactive",

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from virtkit.daemon.locks import NetworkKey
 from virtkit.daemon.network.service import MARKER, WATCHDOG_S, _thread
 from virtkit.errors import VirtkitError
 from virtkit.formats.domfile import domain_from_mapping
@@ -107,7 +108,7 @@ async def _watch(m: NetworkManager) -> None:
             files = m.files(n.name)
             if not (net.dhcp or net.dns_domain) or D.running_pid(files) is not None:
                 continue
-            async with m.locks.hold(f"net:{n.name}"):
+            async with m.locks.hold(NetworkKey(n.name), "dnsmasq restart"):
                 if not (cur := m.db.get(n.name)) or not cur.active:
                     continue
                 log.warning("dnsmasq of network %s is gone; restarting it", n.name)

@@ -22,12 +22,12 @@ import os
 import time
 import uuid as uuidlib
 import weakref
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtkit.daemon.locks import PoolKey, VolumeKey
 from virtkit.daemon.store import PoolStore, StoredPool
-from virtkit.errors import BusyError, ConfigError, NotFoundError, StateError, VirtkitError
+from virtkit.errors import ConfigError, NotFoundError, StateError, VirtkitError
 from virtkit.storage import pools as P
 from virtkit.storage import volumes as V
 from virtkit.storage.sizes import parse_size
@@ -58,30 +58,11 @@ def resolve_volume(svc: Service, pool: str, name: str) -> tuple[str, str]:
     return manager(svc).resolve(pool, name)
 
 
-class _KeyLocks:
-    def __init__(self, wait_s: float = 30.0) -> None:
-        self.wait_s = wait_s
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        try:
-            await asyncio.wait_for(lock.acquire(), self.wait_s)
-        except TimeoutError:
-            raise BusyError(f"busy: {key} is being changed by another operation; try again",
-                            current="busy", required="idle") from None  # fmt: skip
-        try:
-            yield
-        finally:
-            lock.release()
-
-
 class PoolManager:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.db = PoolStore(svc.store)
-        self.locks = _KeyLocks()
+        self.locks = svc.locks
         self.uploads: dict[str, tuple[str, Upload]] = {}
         self._startup()
 
@@ -257,7 +238,7 @@ class PoolManager:
         return self.pool_view(self.pool(name))
 
     async def start(self, name: str) -> dict[str, Any]:
-        async with self.locks.hold(f"pool {name}"):
+        async with self.locks.hold(PoolKey(name), "pool-start"):
             p = self.pool(name)
             if p.active:
                 raise StateError(f"storage pool {name!r} is already active",
@@ -269,7 +250,7 @@ class PoolManager:
             return self.pool_view(self.pool(name))
 
     async def destroy(self, name: str) -> dict[str, Any]:
-        async with self.locks.hold(f"pool {name}"):
+        async with self.locks.hold(PoolKey(name), "pool-destroy"):
             self.active(name)
             for uid, (pool, up) in list(self.uploads.items()):
                 if pool == name:
@@ -279,7 +260,7 @@ class PoolManager:
             return self.pool_view(self.pool(name))
 
     async def undefine(self, name: str) -> None:
-        async with self.locks.hold(f"pool {name}"):
+        async with self.locks.hold(PoolKey(name), "pool-undefine"):
             if self.pool(name).active:
                 raise StateError(
                     f"storage pool {name!r} is still active; stop it first with "
@@ -294,7 +275,7 @@ class PoolManager:
         return self.pool_view(self.pool(name))
 
     async def refresh(self, name: str) -> dict[str, Any]:
-        async with self.locks.hold(f"pool {name}"):
+        async with self.locks.hold(PoolKey(name), "pool-refresh"):
             _, target = self.active(name)
             await self._refresh(name, target)
             return self.pool_view(self.pool(name))
@@ -325,7 +306,7 @@ class PoolManager:
         backing = None
         if backing_vol:
             backing = await self._backing(pool, backing_vol, backing_format)
-        async with self.locks.hold(f"volume {pool}/{name}"):
+        async with self.locks.hold(VolumeKey(pool, name), "vol-create"):
             if name in self.db.volumes(pool):
                 raise ConfigError(f"storage volume {name!r} already exists in pool {pool!r}")
             job = asyncio.ensure_future(asyncio.to_thread(
@@ -355,7 +336,7 @@ class PoolManager:
         return bpath, bfmt
 
     async def vol_delete(self, pool: str, name: str) -> None:
-        async with self.locks.hold(f"volume {pool}/{name}"):
+        async with self.locks.hold(VolumeKey(pool, name), "vol-delete"):
             path, _ = self.volume(pool, name)
             users = self.users(path)
             if users:
@@ -393,7 +374,7 @@ class PoolManager:
     async def vol_resize(self, pool: str, name: str, size: str | int, delta: bool,
                          shrink: bool) -> dict[str, Any]:  # fmt: skip
         amount = parse_size(size)
-        async with self.locks.hold(f"volume {pool}/{name}"):
+        async with self.locks.hold(VolumeKey(pool, name), "vol-resize"):
             path, fmt = self.volume(pool, name)
             self._not_running(path, "resize")
             cur = (await asyncio.to_thread(V.stat_volume, path, fmt)).capacity
@@ -413,7 +394,7 @@ class PoolManager:
     async def vol_clone(self, pool: str, name: str, new: str) -> dict[str, Any]:
         _, target = self.active(pool)
         V.check_volume_name(new)
-        async with self.locks.hold(f"volume {pool}/{new}"):
+        async with self.locks.hold(VolumeKey(pool, new), "vol-clone"):
             path, fmt = self.volume(pool, name)
             if new in self.db.volumes(pool):
                 raise ConfigError(f"storage volume {new!r} already exists in pool {pool!r}")
@@ -460,7 +441,7 @@ class PoolManager:
         pool, up = self._upload(uid)
         self.uploads.pop(uid)
         try:
-            async with self.locks.hold(f"volume {pool}/{up.name}"):
+            async with self.locks.hold(VolumeKey(pool, up.name), "upload-commit"):
                 path, fmt = self.volume(pool, up.name)
                 self._not_running(path, "overwrite")
                 tmp = await asyncio.to_thread(up.finish)
